@@ -1,0 +1,79 @@
+"""Where a result came from (commit, device, command, time) and crash-safe file writes.
+
+Shared by `friendly` and `counting`: every result file and settings JSON goes through here.
+"""
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def git_commit():
+    """The checkout's commit hash, with '+dirty' when tracked files differ from it."""
+    try:
+        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=_ROOT, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
+                               cwd=_ROOT, capture_output=True, text=True).stdout.strip()
+        return commit + ('+dirty' if dirty else '')
+    except (OSError, subprocess.CalledProcessError):
+        return 'unknown'
+
+
+def device_description(device):
+    """Human-readable hardware behind a Chainer device spec such as '@numpy' or '@cupy:0'."""
+    spec = str(device)
+    if 'cupy' in spec:
+        try:
+            import cupy
+            props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+            return '%s (%s)' % (spec, props['name'].decode())
+        except Exception:  # noqa: BLE001 - description only
+            return spec
+    return '%s (%s CPU, %d cores)' % (spec, platform.machine(), os.cpu_count() or 0)
+
+
+def provenance(device='@numpy', **extra):
+    """A dict that says how a result was produced; `extra` adds seeds, epochs, etc."""
+    info = {
+        'command': ' '.join([os.path.basename(sys.executable)] + sys.argv),
+        'commit': git_commit(),
+        'device': device_description(device),
+        'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+        'python': platform.python_version(),
+    }
+    info.update(extra)
+    return info
+
+
+def atomic_write(path, write):
+    """Call write(tmp_path), then rename tmp_path onto `path`: readers never see half a file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.',
+                               suffix='.tmp')
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text(path, text):
+    """Atomically write a text file."""
+    def write(tmp):
+        with open(tmp, 'w') as f:
+            f.write(text)
+    atomic_write(path, write)
+
+
+def write_json(path, obj):
+    """Atomically write `obj` as indented JSON."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + '\n')
