@@ -1,0 +1,56 @@
+"""The thesis's numbers for chapter 3, in one table that every `friendly` script reads.
+
+NETWORKS is thesis Table 3.1 (SPEC Part A); PROTOCOL holds what all networks share.
+"""
+import collections
+
+Network = collections.namedtuple('Network', [
+    'layers',        # layer kind for 784->100, 100->100, 100->10 (see networks.LAYERS)
+    'renorm',        # Batch Renormalization between each layer's weights and its activation
+    'activation',    # see networks.ACTIVATIONS; applied after the output layer too
+    'lr',            # momentum SGD learning rate
+    'gmr_weight',    # weight of the gradient-norm penalty |dL/dx|_2 (0: none)
+    'seed',          # default seed (initialisation, shuffling, validation split)
+])
+
+LINEAR3 = ('linear', 'linear', 'linear')
+NETWORKS = collections.OrderedDict([
+    ('S', Network(LINEAR3, False, 'sigmoid', 0.002, 0.0, 1)),
+    ('RS', Network(LINEAR3, True, 'sigmoid', 0.002, 0.0, 1)),
+    ('A', Network(('angular', 'angular', 'linear'), True, 'none', 0.0002, 0.0, 1)),
+    ('GMR', Network(LINEAR3, False, 'sigmoid', 0.0009, 0.5, 1)),
+    ('GMRES', Network(LINEAR3, False, 'elastic_sigmoid', 0.002, 0.5, 1)),
+    ('PD', Network(('pairwise_difference', 'linear', 'linear'), True, 'sigmoid', 0.002, 0.0, 1)),
+    # The black-box attacker: an undefended S trained from a different seed.
+    ('source', Network(LINEAR3, False, 'sigmoid', 0.002, 0.0, 2)),
+])
+VICTIMS = ('S', 'RS', 'A', 'GMR', 'GMRES', 'PD')
+SOURCE = 'source'
+
+PROTOCOL = {
+    'hidden': (100, 100, 10),     # FC-100-100-10
+    'batch_size': 20,
+    'momentum': 0.85,
+    'max_epochs': 100,
+    'patience': 20,               # epochs without a better validation loss
+    'validation_size': 4200,
+    'renorm_decay': 0.8,
+    'renorm_loss_threshold': 0.01,  # first epoch ending below it: rmax = dmax = 1.1
+    'renorm_steps': (1.1, 10.0, 100.0, 1000.0),
+    'renorm_step_epochs': 20,     # then every 20 epochs the next step
+    'eval_batch_size': 200,
+    'epsilon': 77,                # FGSM L-inf radius in pixel units (0.3 * 255)
+    'bn_test_mode': 'batch',      # thesis: test with the batch's own statistics
+}
+
+# Thesis Tables 3.2 / 3.3, percent; shown beside our measurements, never used to compute them.
+THESIS_RESULTS = {
+    'white_box_fgsm': {'S': 46.16, 'RS': 43.30, 'A': 0.53, 'GMR': 37.67, 'GMRES': 36.98,
+                       'PD': 32.20},
+    'black_box_fgsm': {'S': 45.28, 'RS': 45.27, 'A': 56.35, 'GMR': 43.24, 'GMRES': 44.70,
+                       'PD': 49.87},
+    'clean': {'S': 95.86, 'RS': 97.80, 'A': 85.40, 'GMR': 96.09, 'GMRES': 96.72, 'PD': 95.91},
+}
+
+# PGD (beyond the thesis; Madry et al.): steps, random starts, step = round(2.5 * eps / steps).
+PGD = {'steps': 100, 'restarts': 20}
