@@ -1,0 +1,285 @@
+// Pairwise Difference (thesis 3.2.3) without the (patches x P x P) difference tensor.
+//
+// For patch rows v[n, 0..P) and weights w[o, k] with k = i*P + j:
+//   forward        y[n, o]  = sum_k w[o, k] * s(v[n, i] - v[n, j])            s = sigmoid
+//   weight grad    gw[o, k] = sum_n gy[n, o] * s(v[n, i] - v[n, j])
+//   patch grad     gv[n, r] = sum_j D[n, r, j] - sum_i D[n, i, r]             (thesis eq. 3.2)
+//                  with D[n, i, j] = (sum_o gy[n, o] w[o, k]) * s'(v[n, i] - v[n, j])
+// Every sigmoid is recomputed where it is needed; no kernel stores more than a tile of them.
+//
+// Defined in front of this source (friendly/pd_kernels.py, or -D flags for the CPU emulation):
+//   PD_REAL  float or double
+//   PD_QN    patches per thread (1..4): a block covers PD_BN = 8 * PD_QN patches
+//   PD_QO    forward outputs per thread (1..4): a block covers PD_BO = 32 * PD_QO outputs
+// All kernels run PD_THREADS threads per block in one dimension; outputs written with atomicAdd
+// must be zeroed before the launch.
+
+#ifndef PD_REAL
+#error "define PD_REAL (float or double) before this source"
+#endif
+#ifndef PD_QN
+#error "define PD_QN (1..4) before this source"
+#endif
+#ifndef PD_QO
+#error "define PD_QO (1..4) before this source"
+#endif
+
+typedef PD_REAL real_t;
+
+#define PD_THREADS 256
+#define PD_TN 8                  // threads along patches
+#define PD_TO 32                 // threads along outputs or along elements (one warp)
+#define PD_BN (PD_TN * PD_QN)    // patches per block
+#define PD_BO (PD_TO * PD_QO)    // outputs per block, forward
+#define PD_KT 32                 // pairs k per forward step
+#define PD_FW_LOADS (PD_KT * PD_BO / PD_THREADS)  // weights each thread loads per forward step
+#define PD_GK 128                // pairs per block, weight gradient (4 per thread)
+#define PD_GO 32                 // outputs per block, weight gradient (4 per thread)
+#define PD_GN 8                  // patches per step, weight gradient
+#define PD_RT 32                 // reference elements r per block, patch gradient (one per lane)
+#define PD_MC 8                  // partner elements per step, patch gradient
+#define PD_OC 8                  // outputs per step, patch gradient
+#define PD_GV_LOADS (PD_OC * PD_MC * PD_RT / PD_THREADS)  // weights each thread loads per step
+
+__device__ __forceinline__ float pd_exp(float x) { return expf(x); }
+__device__ __forceinline__ double pd_exp(double x) { return exp(x); }
+
+__device__ __forceinline__ real_t pd_sigmoid(real_t d) {
+    return (real_t)1 / ((real_t)1 + pd_exp(-d));
+}
+
+// Forward, a GEMM y = S w^T whose left operand S[n, k] is generated on the fly, split over k.
+// Block (bx, by, bz) owns outputs [bx*BO, +BO), patches [by*BN, +BN) and pairs
+// [bz*k_chunk, +k_chunk): every weight is read from global memory once per patch tile and used
+// for all BN patches. Writes: atomicAdd of its partial sums into y[n, o] (y zeroed first).
+extern "C" __global__ void pd_forward(const real_t* __restrict__ v, const real_t* __restrict__ w,
+                                      real_t* __restrict__ y, int n_patches, int p, int n_out,
+                                      int k_chunk) {
+    __shared__ real_t w_tile[PD_KT][PD_BO + 1];  // +1: conflict-free column writes
+    __shared__ real_t s_tile[PD_KT][PD_BN + 1];
+
+    const int t = (int)threadIdx.x;
+    const int to = t % PD_TO, tn = t / PD_TO;
+    const int o0 = (int)blockIdx.x * PD_BO, n0 = (int)blockIdx.y * PD_BN;
+    const int k_total = p * p;
+    const int k_begin = (int)blockIdx.z * k_chunk;
+    const int k_end = k_begin + k_chunk < k_total ? k_begin + k_chunk : k_total;
+
+    // Thread t loads tile elements e = t + THREADS*r: pair kk = e % KT, output oo = e / KT, so a
+    // warp reads 32 consecutive weights of one row.
+    const int load_kk = t % PD_KT;
+    const int load_oo = t / PD_KT;
+    const int oo_stride = PD_THREADS / PD_KT;
+    real_t w_next[PD_FW_LOADS];
+
+    real_t acc[PD_QN][PD_QO];
+    for (int q = 0; q < PD_QN; ++q)
+        for (int m = 0; m < PD_QO; ++m) acc[q][m] = 0;
+
+    // weights of the step starting at pair k0 (zero outside the problem)
+    #define PD_LOAD_FORWARD_W(k0)                                                      \
+        for (int r = 0; r < PD_FW_LOADS; ++r) {                                        \
+            const int o = o0 + load_oo + oo_stride * r;                                \
+            const int k = (k0) + load_kk;                                              \
+            w_next[r] = (o < n_out && k < k_end) ? w[(long long)o * k_total + k] : 0;  \
+        }
+
+    if (k_begin < k_end) { PD_LOAD_FORWARD_W(k_begin) }
+    for (int k0 = k_begin; k0 < k_end; k0 += PD_KT) {
+        __syncthreads();  // the previous step has finished reading the tiles
+        for (int r = 0; r < PD_FW_LOADS; ++r) w_tile[load_kk][load_oo + oo_stride * r] = w_next[r];
+        for (int e = t; e < PD_KT * PD_BN; e += PD_THREADS) {
+            const int kk = e % PD_KT, nn = e / PD_KT;
+            const int k = k0 + kk, n = n0 + nn;
+            real_t s = 0;
+            if (n < n_patches && k < k_end) {
+                const int i = k / p, j = k - i * p;
+                s = pd_sigmoid(v[(long long)n * p + i] - v[(long long)n * p + j]);
+            }
+            s_tile[kk][nn] = s;
+        }
+        __syncthreads();
+        if (k0 + PD_KT < k_end) { PD_LOAD_FORWARD_W(k0 + PD_KT) }  // in flight during the sums
+        for (int kk = 0; kk < PD_KT; ++kk) {
+            real_t sv[PD_QN], wv[PD_QO];
+            for (int q = 0; q < PD_QN; ++q) sv[q] = s_tile[kk][tn + PD_TN * q];
+            for (int m = 0; m < PD_QO; ++m) wv[m] = w_tile[kk][to + PD_TO * m];
+            for (int q = 0; q < PD_QN; ++q)
+                for (int m = 0; m < PD_QO; ++m) acc[q][m] += sv[q] * wv[m];
+        }
+    }
+    #undef PD_LOAD_FORWARD_W
+
+    for (int q = 0; q < PD_QN; ++q) {
+        const int n = n0 + tn + PD_TN * q;
+        for (int m = 0; m < PD_QO; ++m) {
+            const int o = o0 + to + PD_TO * m;
+            if (n < n_patches && o < n_out && k_begin < k_end)
+                atomicAdd(&y[(long long)n * n_out + o], acc[q][m]);
+        }
+    }
+}
+
+// Weight gradient, gw = gy^T S with S generated on the fly.
+// Block (bx, by) owns pairs [bx*GK, +GK) and outputs [by*GO, +GO) and loops over all patches.
+// Writes: gw[o, k] for its tile, each element exactly once (no zeroing needed).
+extern "C" __global__ void pd_grad_w(const real_t* __restrict__ v, const real_t* __restrict__ gy,
+                                     real_t* __restrict__ gw, int n_patches, int p, int n_out) {
+    __shared__ real_t s_tile[PD_GN][PD_GK];
+    __shared__ real_t g_tile[PD_GN][PD_GO];
+
+    const int t = (int)threadIdx.x;
+    const int tk = t % PD_TO, to = t / PD_TO;
+    const int k0 = (int)blockIdx.x * PD_GK, o0 = (int)blockIdx.y * PD_GO;
+    const int k_total = p * p;
+
+    // Each thread computes sigmoids for one fixed pair and patches nn = t / GK + (THREADS/GK)*r.
+    const int my_kk = t % PD_GK;
+    const int my_k = k0 + my_kk;
+    const bool k_ok = my_k < k_total;
+    const int my_i = k_ok ? my_k / p : 0;
+    const int my_j = k_ok ? my_k - my_i * p : 0;
+
+    real_t acc[4][4];  // [q: output to + 8q][m: pair tk + 32m]
+    for (int q = 0; q < 4; ++q)
+        for (int m = 0; m < 4; ++m) acc[q][m] = 0;
+
+    for (int n0 = 0; n0 < n_patches; n0 += PD_GN) {
+        __syncthreads();
+        for (int nn = t / PD_GK; nn < PD_GN; nn += PD_THREADS / PD_GK) {
+            const int n = n0 + nn;
+            s_tile[nn][my_kk] = (k_ok && n < n_patches)
+                ? pd_sigmoid(v[(long long)n * p + my_i] - v[(long long)n * p + my_j]) : (real_t)0;
+        }
+        for (int e = t; e < PD_GN * PD_GO; e += PD_THREADS) {
+            const int oo = e % PD_GO, nn = e / PD_GO;
+            const int n = n0 + nn, o = o0 + oo;
+            g_tile[nn][oo] = (n < n_patches && o < n_out) ? gy[(long long)n * n_out + o] : (real_t)0;
+        }
+        __syncthreads();
+        for (int nn = 0; nn < PD_GN; ++nn) {
+            real_t sv[4], gv[4];
+            for (int m = 0; m < 4; ++m) sv[m] = s_tile[nn][tk + PD_TO * m];
+            for (int q = 0; q < 4; ++q) gv[q] = g_tile[nn][to + 8 * q];
+            for (int q = 0; q < 4; ++q)
+                for (int m = 0; m < 4; ++m) acc[q][m] += gv[q] * sv[m];
+        }
+    }
+
+    for (int q = 0; q < 4; ++q) {
+        const int o = o0 + to + 8 * q;
+        for (int m = 0; m < 4; ++m) {
+            const int k = k0 + tk + PD_TO * m;
+            if (o < n_out && k < k_total) gw[(long long)o * k_total + k] = acc[q][m];
+        }
+    }
+}
+
+// Patch gradient (thesis eq. 3.2). Block (bx, by, bz) owns reference elements i in
+// [bx*RT, +RT), patches [by*BN, +BN) and partners j in [bz*j_chunk, +j_chunk); lane tr holds
+// i = bx*RT + tr and, per step of MC partners, G[n, i, j] = sum_o gy[n, o] w[o, i*P + j] in
+// registers. Row sums of D stay in registers; column sums go through shared memory.
+// Writes: atomicAdd of +sum_j D into gv[n, i] and -sum_i D into gv[n, j] (gv zeroed first).
+extern "C" __global__ void pd_grad_patches(const real_t* __restrict__ v,
+                                           const real_t* __restrict__ w,
+                                           const real_t* __restrict__ gy,
+                                           real_t* __restrict__ gv, int n_patches, int p,
+                                           int n_out, int j_chunk) {
+    __shared__ real_t w_tile[PD_OC][PD_MC][PD_RT + 1];
+    __shared__ real_t g_tile[PD_OC][PD_BN];
+    __shared__ real_t col_tile[PD_TN][PD_MC][PD_RT + 1];
+
+    const int t = (int)threadIdx.x;
+    const int tr = t % PD_RT, tn = t / PD_RT;
+    const int i0 = (int)blockIdx.x * PD_RT, n0 = (int)blockIdx.y * PD_BN;
+    const int j_begin = (int)blockIdx.z * j_chunk;
+    const int j_end = j_begin + j_chunk < p ? j_begin + j_chunk : p;
+    const int k_total = p * p;
+    const int i = i0 + tr;
+
+    // Weight loads: thread t fetches partner jj = t % MC of row ii = (t / MC) % RT for the
+    // outputs oo = r, r = 0..OC-1 (a warp reads 4 rows x 8 consecutive weights).
+    const int load_jj = t % PD_MC;
+    const int load_ii = (t / PD_MC) % PD_RT;
+    real_t w_next[PD_GV_LOADS];
+
+    #define PD_LOAD_GRAD_W(j0, o_base)                                                    \
+        for (int r = 0; r < PD_GV_LOADS; ++r) {                                           \
+            const int o = (o_base) + r;                                                   \
+            const int ii = i0 + load_ii, jj = (j0) + load_jj;                             \
+            w_next[r] = (o < n_out && ii < p && jj < j_end)                               \
+                ? w[(long long)o * k_total + ii * p + jj] : (real_t)0;                    \
+        }
+
+    real_t vi[PD_QN], row[PD_QN];
+    for (int q = 0; q < PD_QN; ++q) {
+        const int n = n0 + tn + PD_TN * q;
+        vi[q] = (n < n_patches && i < p) ? v[(long long)n * p + i] : (real_t)0;
+        row[q] = 0;
+    }
+
+    if (j_begin < j_end) { PD_LOAD_GRAD_W(j_begin, 0) }
+    for (int j0 = j_begin; j0 < j_end; j0 += PD_MC) {
+        real_t g[PD_QN][PD_MC];
+        for (int q = 0; q < PD_QN; ++q)
+            for (int mm = 0; mm < PD_MC; ++mm) g[q][mm] = 0;
+
+        for (int o_base = 0; o_base < n_out; o_base += PD_OC) {
+            __syncthreads();  // the tiles are free again
+            for (int r = 0; r < PD_GV_LOADS; ++r) w_tile[r][load_jj][load_ii] = w_next[r];
+            for (int e = t; e < PD_OC * PD_BN; e += PD_THREADS) {
+                const int nn = e % PD_BN, oo = e / PD_BN;
+                const int n = n0 + nn, o = o_base + oo;
+                g_tile[oo][nn] = (n < n_patches && o < n_out)
+                    ? gy[(long long)n * n_out + o] : (real_t)0;
+            }
+            __syncthreads();
+            // the next step's weights are in flight during the sums
+            int next_o = o_base + PD_OC, next_j = j0;
+            if (next_o >= n_out) { next_o = 0; next_j = j0 + PD_MC; }
+            if (next_j < j_end) { PD_LOAD_GRAD_W(next_j, next_o) }
+            for (int oo = 0; oo < PD_OC; ++oo) {
+                real_t wv[PD_MC];
+                for (int mm = 0; mm < PD_MC; ++mm) wv[mm] = w_tile[oo][mm][tr];
+                for (int q = 0; q < PD_QN; ++q) {
+                    const real_t gq = g_tile[oo][tn + PD_TN * q];
+                    for (int mm = 0; mm < PD_MC; ++mm) g[q][mm] += gq * wv[mm];
+                }
+            }
+        }
+
+        // D = G * s'(v_i - v_j); s' = s (1 - s)
+        for (int q = 0; q < PD_QN; ++q) {
+            const int n = n0 + tn + PD_TN * q;
+            for (int mm = 0; mm < PD_MC; ++mm) {
+                const int j = j0 + mm;
+                real_t d = 0;
+                if (n < n_patches && i < p && j < j_end) {
+                    const real_t s = pd_sigmoid(vi[q] - v[(long long)n * p + j]);
+                    d = g[q][mm] * s * ((real_t)1 - s);
+                }
+                row[q] += d;
+                g[q][mm] = d;
+            }
+        }
+        // column sums over the block's RT reference elements, one patch subset q at a time
+        for (int q = 0; q < PD_QN; ++q) {
+            __syncthreads();
+            for (int mm = 0; mm < PD_MC; ++mm) col_tile[tn][mm][tr] = g[q][mm];
+            __syncthreads();
+            if (t < PD_TN * PD_MC) {
+                const int cn = t / PD_MC, cm = t % PD_MC;
+                const int n = n0 + cn + PD_TN * q, j = j0 + cm;
+                real_t sum = 0;
+                for (int rr = 0; rr < PD_RT; ++rr) sum += col_tile[cn][cm][rr];
+                if (n < n_patches && j < j_end) atomicAdd(&gv[(long long)n * p + j], -sum);
+            }
+        }
+    }
+    #undef PD_LOAD_GRAD_W
+
+    for (int q = 0; q < PD_QN; ++q) {
+        const int n = n0 + tn + PD_TN * q;
+        if (n < n_patches && i < p && j_begin < j_end) atomicAdd(&gv[(long long)n * p + i], row[q]);
+    }
+}

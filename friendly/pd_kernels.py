@@ -1,0 +1,201 @@
+"""CUDA kernels of Pairwise Difference on patch rows, their launch geometry, and a reference.
+
+Works on patch rows v (N, P), weights w (O, P*P) with w[o, i*P + j] multiplying
+sigmoid(v[n, i] - v[n, j]), output gradients gy (N, O). The kernels live in
+pairwise_difference.cu; this module builds them once per device, dtype and tile shape and launches
+them. It imports only numpy (cupy when a kernel is launched) so that it can be tested without
+Chainer; the geometry functions are plain Python, shared with the CPU emulation test.
+"""
+import os
+
+import numpy
+
+SOURCE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pairwise_difference.cu')
+
+# Must match pairwise_difference.cu.
+THREADS = 256
+FORWARD_PAIRS_PER_STEP = 32    # PD_KT
+GRAD_W_PAIRS = 128             # PD_GK
+GRAD_W_OUTPUTS = 32            # PD_GO
+GRAD_PATCHES_ELEMENTS = 32     # PD_RT
+GRAD_PATCHES_PARTNERS = 8      # PD_MC
+
+_DTYPES = {numpy.dtype(numpy.float32): 'float', numpy.dtype(numpy.float64): 'double'}
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+def tile_factors(n_patches, n_out):
+    """(PD_QN, PD_QO): the smallest per-thread tile that covers the problem, at most 4 x 4."""
+    return min(4, _ceil_div(n_patches, 8)), min(4, _ceil_div(n_out, 32))
+
+
+def _split(steps, tiles, target_blocks):
+    """How many pieces to cut `steps` into so that tiles * pieces is about target_blocks."""
+    return max(1, min(steps, _ceil_div(target_blocks, tiles)))
+
+
+def forward_geometry(n_patches, p, n_out, qn, qo, target_blocks):
+    """(grid, k_chunk) of pd_forward: output tiles x patch tiles x pieces of the P*P pairs."""
+    tiles_o, tiles_n = _ceil_div(n_out, 32 * qo), _ceil_div(n_patches, 8 * qn)
+    steps = _ceil_div(p * p, FORWARD_PAIRS_PER_STEP)
+    k_chunk = FORWARD_PAIRS_PER_STEP * _ceil_div(steps, _split(steps, tiles_o * tiles_n,
+                                                                target_blocks))
+    return (tiles_o, tiles_n, _ceil_div(p * p, k_chunk)), k_chunk
+
+
+def grad_w_geometry(n_patches, p, n_out):
+    """grid of pd_grad_w: pair tiles x output tiles."""
+    return (_ceil_div(p * p, GRAD_W_PAIRS), _ceil_div(n_out, GRAD_W_OUTPUTS), 1)
+
+
+def grad_patches_geometry(n_patches, p, n_out, qn, target_blocks):
+    """(grid, j_chunk) of pd_grad_patches: element tiles x patch tiles x pieces of the partners."""
+    tiles_i, tiles_n = _ceil_div(p, GRAD_PATCHES_ELEMENTS), _ceil_div(n_patches, 8 * qn)
+    steps = _ceil_div(p, GRAD_PATCHES_PARTNERS)
+    j_chunk = GRAD_PATCHES_PARTNERS * _ceil_div(steps, _split(steps, tiles_i * tiles_n,
+                                                               target_blocks))
+    return (tiles_i, tiles_n, _ceil_div(p, j_chunk)), j_chunk
+
+
+def defines(dtype, qn, qo):
+    """The macros pairwise_difference.cu expects, as a dict."""
+    return {'PD_REAL': _DTYPES[numpy.dtype(dtype)], 'PD_QN': qn, 'PD_QO': qo}
+
+
+def kernel_source(dtype, qn, qo):
+    """The .cu text with its macros defined in front."""
+    with open(SOURCE_PATH) as f:
+        body = f.read()
+    head = ''.join('#define %s %s\n' % item for item in defines(dtype, qn, qo).items())
+    return head + body
+
+
+def _check(name, a, ndim, dtype=None):
+    if a.ndim != ndim:
+        raise ValueError('%s must be %d-D, got shape %s' % (name, ndim, a.shape))
+    if numpy.dtype(a.dtype) not in _DTYPES:
+        raise TypeError('%s must be float32 or float64, got %s' % (name, a.dtype))
+    if dtype is not None and a.dtype != dtype:
+        raise TypeError('%s has dtype %s but v has %s' % (name, a.dtype, dtype))
+
+
+def _check_sizes(v, w=None, gy=None):
+    n, p = v.shape
+    if p * p >= 2 ** 31:
+        raise ValueError('patch of %d elements is too large for the kernels (P*P >= 2**31)' % p)
+    if w is not None and w.shape[1] != p * p:
+        raise ValueError('w must have P*P = %d columns, got %d' % (p * p, w.shape[1]))
+    if gy is not None and gy.shape[0] != n:
+        raise ValueError('gy must have %d rows (one per patch), got %d' % (n, gy.shape[0]))
+    if w is not None and gy is not None and gy.shape[1] != w.shape[0]:
+        raise ValueError('gy has %d columns but w has %d outputs' % (gy.shape[1], w.shape[0]))
+
+
+# --- CuPy launches -------------------------------------------------------------------------
+
+_modules = {}  # (device id, dtype, qn, qo) -> cupy.RawModule
+
+
+def _module(dtype, qn, qo):
+    import cupy
+    key = (cupy.cuda.Device().id, numpy.dtype(dtype).name, qn, qo)
+    if key not in _modules:
+        _modules[key] = cupy.RawModule(code=kernel_source(dtype, qn, qo))
+    return _modules[key]
+
+
+def _target_blocks():
+    import cupy
+    return 4 * cupy.cuda.Device().attributes['MultiProcessorCount']
+
+
+def forward(v, w):
+    """y (N, O) = sum over pairs of w[o, i*P + j] * sigmoid(v[n, i] - v[n, j]), on the GPU."""
+    import cupy
+    _check('v', v, 2)
+    _check('w', w, 2, v.dtype)
+    _check_sizes(v, w)
+    v, w = cupy.ascontiguousarray(v), cupy.ascontiguousarray(w)
+    (n, p), o = v.shape, w.shape[0]
+    qn, qo = tile_factors(n, o)
+    grid, k_chunk = forward_geometry(n, p, o, qn, qo, _target_blocks())
+    y = cupy.zeros((n, o), dtype=v.dtype)
+    # writes: y[n, o], atomically accumulated over the grid's pieces of the pairs
+    _module(v.dtype, qn, qo).get_function('pd_forward')(
+        grid, (THREADS,), (v, w, y, numpy.int32(n), numpy.int32(p), numpy.int32(o),
+                           numpy.int32(k_chunk)))
+    return y
+
+
+def grad_w(v, gy):
+    """gw (O, P*P) = sum over patches of gy[n, o] * sigmoid(v[n, i] - v[n, j]), on the GPU."""
+    import cupy
+    _check('v', v, 2)
+    _check('gy', gy, 2, v.dtype)
+    _check_sizes(v, gy=gy)
+    v, gy = cupy.ascontiguousarray(v), cupy.ascontiguousarray(gy)
+    (n, p), o = v.shape, gy.shape[1]
+    qn, qo = tile_factors(n, o)
+    gw = cupy.empty((o, p * p), dtype=v.dtype)
+    # writes: every element of gw exactly once
+    _module(v.dtype, qn, qo).get_function('pd_grad_w')(
+        grad_w_geometry(n, p, o), (THREADS,),
+        (v, gy, gw, numpy.int32(n), numpy.int32(p), numpy.int32(o)))
+    return gw
+
+
+def grad_patches(v, w, gy):
+    """gv (N, P): gradient with respect to the patch rows (thesis eq. 3.2), on the GPU."""
+    import cupy
+    _check('v', v, 2)
+    _check('w', w, 2, v.dtype)
+    _check('gy', gy, 2, v.dtype)
+    _check_sizes(v, w, gy)
+    v, w, gy = (cupy.ascontiguousarray(a) for a in (v, w, gy))
+    (n, p), o = v.shape, w.shape[0]
+    qn, qo = tile_factors(n, o)
+    grid, j_chunk = grad_patches_geometry(n, p, o, qn, _target_blocks())
+    gv = cupy.zeros((n, p), dtype=v.dtype)
+    # writes: gv[n, r], atomically accumulated: + row sums of D for the block's elements r,
+    # - column sums of D for the block's partners r
+    _module(v.dtype, qn, qo).get_function('pd_grad_patches')(
+        grid, (THREADS,), (v, w, gy, gv, numpy.int32(n), numpy.int32(p), numpy.int32(o),
+                           numpy.int32(j_chunk)))
+    return gv
+
+
+# --- Reference (numpy or cupy, whichever holds the arrays) ---------------------------------
+
+def _xp(a):
+    if type(a).__module__.split('.')[0] == 'cupy':
+        import cupy
+        return cupy
+    return numpy
+
+
+def reference_sigmoid_pairs(v):
+    """S (N, P*P) with S[n, i*P + j] = sigmoid(v[n, i] - v[n, j]): the full tensor."""
+    xp = _xp(v)
+    d = v[:, :, None] - v[:, None, :]
+    return (xp.tanh(d * 0.5) * 0.5 + 0.5).reshape(v.shape[0], -1)
+
+
+def reference_forward(v, w):
+    """y (N, O), holding the full (N, P, P) tensor."""
+    return reference_sigmoid_pairs(v) @ w.T
+
+
+def reference_grad_w(v, gy):
+    """gw (O, P*P), holding the full (N, P, P) tensor."""
+    return gy.T @ reference_sigmoid_pairs(v)
+
+
+def reference_grad_patches(v, w, gy):
+    """gv (N, P) by eq. 3.2, holding the full (N, P, P) tensor."""
+    n, p = v.shape
+    s = reference_sigmoid_pairs(v)
+    d = ((gy @ w) * s * (1 - s)).reshape(n, p, p)
+    return d.sum(axis=2) - d.sum(axis=1)
