@@ -43,6 +43,9 @@ PROTOCOL = {
     'bn_test_mode': 'batch',      # thesis: test with the batch's own statistics
 }
 
+# `evaluate.py --quick`: a reduced protocol that finishes in minutes on a CPU; never the thesis's.
+QUICK = {'max_epochs': 2, 'train_subset': 3000, 'test_subset': 2000}
+
 # Thesis Tables 3.2 / 3.3, percent; shown beside our measurements, never used to compute them.
 THESIS_RESULTS = {
     'white_box_fgsm': {'S': 46.16, 'RS': 43.30, 'A': 0.53, 'GMR': 37.67, 'GMRES': 36.98,

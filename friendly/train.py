@@ -19,31 +19,53 @@ from chainer.training import extensions
 
 from friendly import mnist
 from friendly.cli import UserError, run_main
-from friendly.defaults import NETWORKS, PROTOCOL
+from friendly.defaults import NETWORKS, PROTOCOL, QUICK
 from friendly.networks import build_network
 from friendly.objective import Objective
 from friendly.provenance import atomic_write, provenance, write_json
 from friendly.training import EarlyStopping, RenormSchedule
 
-RUNS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'runs',
-                    'friendly')
+# Training runs live under $FRIENDLY_RUNS (default runs/friendly/ in the checkout).
+RUNS = os.environ.get('FRIENDLY_RUNS') or os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'runs', 'friendly')
 
 
-def settings_for(name, epochs=None, seed=None, train_subset=None, protocol='thesis'):
+def protocol_name(quick=False, epochs=None, train_subset=None):
+    """'thesis' or 'quick', with -e<epochs> / -n<images> appended for any override."""
+    base, defaults = ('quick', QUICK) if quick else ('thesis', {'max_epochs':
+                                                                PROTOCOL['max_epochs']})
+    name = base
+    if epochs and epochs != defaults['max_epochs']:
+        name += '-e%d' % epochs
+    if train_subset and train_subset != defaults.get('train_subset'):
+        name += '-n%d' % train_subset
+    return name
+
+
+def settings_for(name, quick=False, epochs=None, seed=None, train_subset=None):
     """Everything that determines a trained network; a finished run is reused only if equal."""
     config = NETWORKS[name]
+    defaults = QUICK if quick else {'max_epochs': PROTOCOL['max_epochs'], 'train_subset': None}
     return {
         'network': name,
         'config': config._asdict(),
-        'protocol': protocol,
-        'max_epochs': epochs or PROTOCOL['max_epochs'],
+        'protocol': protocol_name(quick, epochs, train_subset),
+        'max_epochs': epochs or defaults['max_epochs'],
         'seed': config.seed if seed is None else seed,
-        'train_subset': train_subset,
+        'train_subset': train_subset or defaults['train_subset'],
         'batch_size': PROTOCOL['batch_size'],
         'momentum': PROTOCOL['momentum'],
         'patience': PROTOCOL['patience'],
         'validation_size': PROTOCOL['validation_size'],
     }
+
+
+def run_folder(settings):
+    """runs/friendly/<protocol>/<network>, with -seed<k> when the seed is not the default."""
+    name = settings['network']
+    if settings['seed'] != NETWORKS[name].seed:
+        name += '-seed%d' % settings['seed']
+    return os.path.join(RUNS, settings['protocol'], name)
 
 
 def same_settings(a, b):
@@ -65,15 +87,18 @@ def save_model(path, net):
 
 
 def load_model(run_dir, device='@numpy'):
-    """The trained network of a finished run folder, with its settings."""
+    """The trained network of a finished run folder, with its training settings."""
     settings_path = os.path.join(run_dir, 'settings.json')
     model_path = os.path.join(run_dir, 'model.npz')
     if not os.path.exists(model_path) or not os.path.exists(settings_path):
         raise UserError('%s holds no finished run (model.npz and settings.json); train it '
                         'first with friendly/train.py' % run_dir)
-    with open(settings_path) as f:
-        settings = json.load(f)
-    net = build_network(settings['network'])
+    try:
+        with open(settings_path) as f:
+            settings = json.load(f)['settings']
+        net = build_network(settings['network'])
+    except (ValueError, KeyError, TypeError):
+        raise UserError('%s is not a settings file written by friendly/train.py' % settings_path)
     try:
         chainer.serializers.load_npz(model_path, net)
     except Exception as err:  # noqa: BLE001 - any damage to the file ends the same way
@@ -163,11 +188,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('network', help='one of ' + ', '.join(NETWORKS))
+    parser.add_argument('--quick', action='store_true',
+                        help='reduced protocol of friendly/defaults.py QUICK (not the thesis)')
     parser.add_argument('--epochs', type=int, help='maximum epochs (thesis: 100)')
     parser.add_argument('--seed', type=int, help='seed for init, shuffling and the validation '
                         'split (default: the network\'s entry in friendly/defaults.py)')
     parser.add_argument('--device', default='@numpy', help="'@numpy' (CPU) or '@cupy:0'")
-    parser.add_argument('--out', help='run folder (default runs/friendly/<protocol>/<network>)')
+    parser.add_argument('--out', help='run folder (default runs/friendly/<protocol>/<network>'
+                        '[-seed<k>])')
     parser.add_argument('--resume', action='store_true', help='continue from out/snapshot')
     parser.add_argument('--train-subset', type=int,
                         help='train on the first N images of the split (not the thesis protocol)')
@@ -181,10 +209,8 @@ def main():
     for flag in ('epochs', 'train_subset'):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise UserError('--%s must be at least 1' % flag.replace('_', '-'))
-    protocol = 'thesis' if args.epochs in (None, PROTOCOL['max_epochs']) and \
-        not args.train_subset else 'custom'
-    settings = settings_for(args.network, args.epochs, args.seed, args.train_subset, protocol)
-    out = args.out or os.path.join(RUNS, protocol, args.network)
+    settings = settings_for(args.network, args.quick, args.epochs, args.seed, args.train_subset)
+    out = args.out or run_folder(settings)
     print(json.dumps(settings))
     record = train(settings, out, args.device, args.resume, not args.no_progress, args.mnist_dir)
     print('finished %s: %d epochs, best validation epoch %d, model in %s'
