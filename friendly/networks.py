@@ -53,8 +53,9 @@ class Renorm(L.BatchRenormalization):
 
     rmax/dmax are saved with the model: the thesis's test mode (batch statistics) uses them."""
 
-    def __init__(self, size, **kwargs):
-        super().__init__(size, **kwargs)
+    def __init__(self, size, rmax=1.0, dmax=0.0, **kwargs):
+        # floats from the start: a saved float cannot be loaded into Chainer's int defaults
+        super().__init__(size, rmax=float(rmax), dmax=float(dmax), **kwargs)
         self.register_persistent('rmax')
         self.register_persistent('dmax')
 

@@ -1,0 +1,108 @@
+"""The networks of Table 3.1: shapes, registry, GMR double back-propagation, Batch Renorm."""
+import chainer
+import chainer.functions as F
+import numpy as np
+import pytest
+
+from friendly.cli import UserError
+from friendly.defaults import NETWORKS, PROTOCOL
+from friendly.networks import build_network
+from friendly.objective import Objective, input_gradient_norm, squared_distance
+from friendly.training import RenormSchedule
+
+X = np.random.RandomState(0).randint(0, 256, (6, 1, 28, 28)).astype(np.float32)
+T = np.arange(6, dtype=np.int32) % 10
+
+
+@pytest.mark.parametrize('name', list(NETWORKS))
+def test_output_shape(name):
+    net = build_network(name)
+    y = net(X, 'train')
+    assert y.shape == (6, 10) and y.dtype == np.float32 and np.all(np.isfinite(y.array))
+
+
+def test_layers_follow_table():
+    assert len(build_network('S').layers) == 3
+    assert build_network('S').renorms is None and len(build_network('RS').renorms) == 3
+    assert build_network('A').layers[0].W.shape == (100, 784)
+    assert len(list(build_network('GMRES').activations)) == 3  # one scale per layer
+    with pytest.raises(UserError, match='unknown network'):
+        build_network('XYZ')
+
+
+def test_squared_distance():
+    y = np.full((2, 10), 0.5, np.float32)
+    t = np.array([1, 2], np.int32)
+    assert float(squared_distance(y, t).array) == pytest.approx(0.25 * 9 + 0.25)
+
+
+def test_gmr_penalty_backpropagates_to_weights():
+    net = build_network('GMR')
+    x = chainer.Variable(X)
+    loss = squared_distance(net(x, 'train'), T)
+    penalty = input_gradient_norm(loss, x)
+    assert float(penalty.array) > 0
+    net.cleargrads()
+    penalty.backward()
+    assert np.abs(net.layers[0].W.grad).sum() > 0  # second derivative reached the weights
+
+
+def test_gmr_penalty_finite_at_zero_gradient():
+    # a saturated sigmoid: its input gradient is exactly 0 in float32
+    w = chainer.Variable(np.ones((1,), np.float32))
+    x = chainer.Variable(np.full((2, 3), 100, np.float32))
+    loss = F.sum(F.sigmoid(x * F.broadcast_to(w, x.shape)))
+    penalty = input_gradient_norm(loss, x)
+    penalty.backward()
+    assert float(penalty.array) < 1e-9 and np.all(np.isfinite(w.grad))
+
+
+def test_objective_reports_penalty_when_training():
+    objective = Objective(build_network('GMRES'), 0.5)
+    reporter = chainer.Reporter()
+    reporter.add_observer('main', objective)
+    observation = {}
+    with reporter.scope(observation):
+        total = objective(X, T)
+    assert 'main/gmr_penalty' in observation
+    assert float(total.array) > float(observation['main/loss'].array)
+
+
+def _stats(net):
+    return [l.avg_mean.copy() for l in net.renorm_links()]
+
+
+def test_batch_mode_uses_batch_statistics_without_updating_them():
+    net = build_network('RS')
+    before = _stats(net)
+    net(X, 'batch')
+    assert all(np.array_equal(a, b) for a, b in zip(before, _stats(net)))
+    y_batch = net(X, 'batch').array
+    y_running = net(X, 'running').array
+    assert not np.allclose(y_batch, y_running)
+    net(X, 'train')
+    assert not all(np.array_equal(a, b) for a, b in zip(before, _stats(net)))
+
+
+class _FakeTrainer:
+    def __init__(self, epoch, loss):
+        self.updater = type('U', (), {'epoch': epoch})()
+        self.observation = {'main/loss': np.float32(loss)}
+
+
+def test_renorm_schedule_steps_every_twenty_epochs(tmp_path):
+    net = build_network('RS')
+    schedule = RenormSchedule(net.renorm_links(), PROTOCOL['renorm_loss_threshold'],
+                              PROTOCOL['renorm_steps'], PROTOCOL['renorm_step_epochs'])
+    seen = {}
+    for epoch in range(1, 100):
+        schedule(_FakeTrainer(epoch, 0.5 if epoch < 5 else 0.005))
+        seen[epoch] = net.renorm_links()[0].rmax
+    assert seen[4] == 1 and seen[5] == 1.1 and seen[24] == 1.1
+    assert seen[25] == 10 and seen[45] == 100 and seen[65] == 1000 and seen[99] == 1000
+    assert net.renorm_links()[2].dmax == 1000
+    # rmax/dmax travel with the model file
+    chainer.serializers.save_npz(str(tmp_path / 'm.npz'), net)
+    fresh = build_network('RS')
+    chainer.serializers.load_npz(str(tmp_path / 'm.npz'), fresh)
+    assert fresh.renorm_links()[1].rmax == 1000
