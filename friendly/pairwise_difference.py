@@ -45,7 +45,8 @@ def _image_grad(gv, x_shape, ksize, stride, pad, out_h, out_w):
     col = gv.reshape(batch, out_h, out_w, c, ksize, ksize).transpose(0, 3, 4, 5, 1, 2)
     if isinstance(gv, numpy.ndarray):
         return conv.col2im_cpu(col, stride, stride, pad, pad, h, w)
-    return conv.col2im_gpu(col, stride, stride, pad, pad, h, w)
+    xp = backend.get_array_module(gv)
+    return conv.col2im_gpu(xp.ascontiguousarray(col), stride, stride, pad, pad, h, w)
 
 
 def _maps(rows, batch, out_h, out_w):
