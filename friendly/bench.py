@@ -1,0 +1,71 @@
+"""Speed of the thesis protocol's two hot loops on this machine (targets from issue 2).
+
+    python friendly/bench.py [--iterations 2000] [--device @numpy]
+
+1. Training S: milliseconds per iteration at batch 20 (the StandardUpdater of train.py:
+   iterator, forward, backward, momentum SGD update). Target on a 2-core CPU: <= 2 ms.
+2. Evaluating one victim (S) on the 10,000 test images: clean + white-box FGSM, batches of 200.
+   Target on CPU: <= 10 s.
+Prints each figure next to its target; the network is freshly initialised (speed only).
+"""
+import argparse
+import time
+
+import chainer
+
+from friendly import attack, mnist
+from friendly.defaults import NETWORKS, PROTOCOL
+from friendly.networks import build_network
+from friendly.objective import Objective
+from friendly.provenance import provenance
+
+
+def synchronize(device):
+    if device.xp is not chainer.backend.CpuDevice().xp:
+        device.device.synchronize()
+
+
+def time_training(name, iterations, device):
+    (x, y), _ = mnist.load_mnist()
+    net = build_network(name)
+    objective = Objective(net, NETWORKS[name].gmr_weight)
+    objective.to_device(device)
+    optimizer = chainer.optimizers.MomentumSGD(NETWORKS[name].lr, PROTOCOL['momentum'])
+    optimizer.setup(objective)
+    iterator = chainer.iterators.SerialIterator(chainer.datasets.TupleDataset(x, y),
+                                                PROTOCOL['batch_size'])
+    updater = chainer.training.StandardUpdater(iterator, optimizer, device=device)
+    for _ in range(50):  # warm-up
+        updater.update()
+    synchronize(device)
+    started = time.perf_counter()
+    for _ in range(iterations):
+        updater.update()
+    synchronize(device)
+    return (time.perf_counter() - started) / iterations, net
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--iterations', type=int, default=2000, help='timed training steps')
+    parser.add_argument('--device', default='@numpy', help="'@numpy' or '@cupy:0'")
+    args = parser.parse_args()
+    device = chainer.get_device(args.device)
+    device.use()
+    print('device: %s, commit %s' % (provenance(device)['device'], provenance()['commit']))
+    per_iteration, net = time_training('S', args.iterations, device)
+    print('train S: %.3f ms/iteration at batch %d (%d iterations; target <= 2 ms on CPU) %s'
+          % (1e3 * per_iteration, PROTOCOL['batch_size'], args.iterations,
+             'PASS' if per_iteration <= 2e-3 else 'MISS'))
+    x, t = attack.test_set()
+    started = time.perf_counter()
+    result = attack.evaluate(net, x, t, device=device)
+    seconds = time.perf_counter() - started
+    print('evaluate S on %d test images (clean + white-box FGSM): %.2f s (target <= 10 s) %s'
+          % (len(x), seconds, 'PASS' if seconds <= 10 else 'MISS'))
+    print('  (untrained network, speed only: %s)' % result)
+
+
+if __name__ == '__main__':
+    main()
