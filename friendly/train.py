@@ -120,6 +120,9 @@ def train(settings, out, device='@numpy', resume=False, progress=True, mnist_dir
         if not same_settings(old['settings'], settings):
             raise UserError('%s was started with different settings; use another --out or '
                             'drop --resume' % out)
+        if old.get('finished') and os.path.exists(os.path.join(out, 'model.npz')):
+            print('%s already finished; nothing to resume' % out)
+            return old
     np.random.seed(settings['seed'])
     if device.xp is not np:
         device.xp.random.seed(settings['seed'])
