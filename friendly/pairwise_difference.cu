@@ -280,6 +280,7 @@ extern "C" __global__ void pd_grad_patches(const real_t* __restrict__ v,
 
     for (int q = 0; q < PD_QN; ++q) {
         const int n = n0 + tn + PD_TN * q;
-        if (n < n_patches && i < p && j_begin < j_end) atomicAdd(&gv[(long long)n * p + i], row[q]);
+        if (n < n_patches && i < p && j_begin < j_end)
+            atomicAdd(&gv[(long long)n * p + i], row[q]);
     }
 }
