@@ -19,7 +19,8 @@ from counting.arguments import Parser, non_negative_int, positive_int, int_arg
 from friendly.cli import UserError, run_main
 from friendly.provenance import provenance, write_json
 
-DATASET_FILES = ('truths.json', 'annotations.json', 'sample_settings.json')
+DATASET_FILES = ('truths.json', 'annotations.json', 'sample_settings.json', 'decoded.npy',
+                 'decoded.json')
 
 
 def image_name(index, num_images):
