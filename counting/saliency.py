@@ -29,8 +29,10 @@ class SaliencyGraph:
         """
         self.model = model
         with chainer.using_config('train', False):
-            self.x = chainer.Variable(device.send(image[None].astype(np.float32)))
-            self.outputs = model(self.x * np.float32(input_scale))
+            if image.dtype.kind != 'f':
+                image = image.astype(np.float32)
+            self.x = chainer.Variable(device.send(image[None]))
+            self.outputs = model(self.x * image.dtype.type(input_scale))
             total = F.sum(self.outputs)
             grad, = chainer.grad([total], [self.x], enable_double_backprop=True)
             self._saliency = F.max(F.absolute(grad), axis=1)[0]

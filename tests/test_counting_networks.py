@@ -1,0 +1,84 @@
+"""Network output shapes and Modified SoftPlus gradients (incl. double backward, float64)."""
+import numpy as np
+import pytest
+
+import counting  # noqa: F401
+import chainer
+from chainer import gradient_check
+
+from counting import networks
+from counting.activations import ACTIVATIONS, modified_softplus
+
+
+def test_large_network_at_thesis_size_has_80_features():
+    model = networks.build('convolutional_large', 2, 1000, 1000, 'modified_softplus', True)
+    assert model.n_features == 80
+    with chainer.using_config('train', False):
+        y = model(np.zeros((1, 3, 1000, 1000), dtype=np.float32))
+    assert y.shape == (1, 2)
+    assert (y.array >= 0).all()   # ReLU-clamped counts
+
+
+@pytest.mark.parametrize('size,features', [((87, 87), 10), ((212, 150), 10 * 2 * 1),
+                                           ((1000, 1000), 640)])
+def test_small_network_shapes(size, features):
+    model = networks.build('convolutional', 1, size[0], size[1], 'sigmoid', False)
+    assert model.n_features == features
+    if size[0] < 500:
+        assert model(np.ones((3, 3) + size, dtype=np.float32)).shape == (3, 1)
+
+
+def test_large_network_rejects_small_images():
+    with pytest.raises(ValueError, match='too small'):
+        networks.build('convolutional_large', 2, 100, 100, 'relu', True)
+
+
+def test_every_activation_builds():
+    x = np.random.RandomState(0).rand(2, 3, 87, 87).astype(np.float32)
+    for name in ACTIVATIONS:
+        assert networks.build('convolutional', 2, 87, 87, name, True)(x).shape == (2, 2)
+
+
+@pytest.mark.parametrize('base', [1.1, 2.0, np.e])
+def test_modified_softplus_forward(base):
+    x = np.linspace(-300, 300, 101)
+    expected = np.logaddexp(0, x * np.log(base)) / np.log(base)
+    y = modified_softplus(x, base).array
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-300)
+    assert np.isfinite(modified_softplus(x.astype(np.float32), base).array).all()
+
+
+@pytest.mark.parametrize('base', [1.1, 3.0])
+def test_modified_softplus_gradients(base):
+    rng = np.random.RandomState(1)
+    x = rng.uniform(-8, 8, (3, 5))
+    gy, ggx = rng.randn(3, 5), rng.randn(3, 5)
+    f = lambda v: modified_softplus(v, base)  # noqa: E731
+    gradient_check.check_backward(f, x, gy, dtype=np.float64, atol=1e-6, rtol=1e-5)
+    gradient_check.check_double_backward(f, x, gy, ggx, dtype=np.float64, atol=1e-6,
+                                         rtol=1e-5)
+
+
+def test_modified_softplus_analytic_derivatives():
+    b = 1.1
+    x = np.linspace(-40, 40, 33)
+    v = chainer.Variable(x)
+    g, = chainer.grad([chainer.functions.sum(modified_softplus(v, b))], [v],
+                      enable_double_backprop=True)
+    np.testing.assert_allclose(g.array, 1 / (1 + b ** -x), rtol=1e-12)
+    g2, = chainer.grad([chainer.functions.sum(g)], [v])
+    np.testing.assert_allclose(g2.array, np.log(b) * b ** -x / (1 + b ** -x) ** 2, rtol=1e-10)
+
+
+def test_modified_softplus_keeps_input():
+    x = np.array([[-1.0, 0.0, 2.0]])
+    before = x.copy()
+    modified_softplus(x)
+    np.testing.assert_array_equal(x, before)
+
+
+def test_modified_softplus_rejects_bad_base_and_dtype():
+    with pytest.raises(ValueError):
+        modified_softplus(np.zeros(2), 1.0)
+    with pytest.raises(chainer.utils.type_check.InvalidType):
+        modified_softplus(np.zeros(2, dtype=np.int32))
