@@ -23,16 +23,18 @@ SAMPLER = {
 # 'thesis' is the full configuration of the thesis (1000x1000, ConvolutionalLarge, 100 epochs).
 TRAIN_PRESETS = {
     'default': {
-        'dataset': {'image_width': 100, 'image_height': 100, 'shape_limit': 5,
-                    'num_images': 4000, 'shape_types': ['tri', 'sq'], 'scale_bounds': [8, 16],
+        # 87x87: the largest size <= 100 whose every pixel reaches the Convolutional network's
+        # output (its stride-5 layers drop right/bottom edge pixels at other sizes).
+        'dataset': {'image_width': 87, 'image_height': 87, 'shape_limit': 5,
+                    'num_images': 8000, 'shape_types': ['tri', 'sq'], 'scale_bounds': [8, 16],
                     'limit_scale_resampling': False, 'seed': 1},
         'network': 'convolutional',
         'activation': 'modified_softplus',
         'batch_renorm': True,
-        'epochs': 12,
+        'epochs': 20,
         'batch_size': 20,
-        'optimizer': 'momentum_sgd',
-        'lr': 0.01,
+        'optimizer': 'rmsprop',
+        'lr': 0.001,
         'lr_drops': 3,                 # learning rate x0.1 at every third of the run
         'test_fraction': 0.1,
         'brn_loss_threshold': 3.0,

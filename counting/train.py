@@ -110,6 +110,8 @@ def build_parser():
                    help='processes for generating/decoding the dataset (default %(default)s)')
     p.add_argument('--resume', nargs='?', const='latest',
                    help='continue from a trainer snapshot (default: the latest in the run folder)')
+    p.add_argument('--snapshot-every', type=positive_int, default=defaults.TRAIN['snapshot_every'],
+                   help='epochs between trainer snapshots (default %(default)s)')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     return p
 
@@ -201,9 +203,9 @@ def main(argv=None):
     t = defaults.TRAIN
     trainer.extend(RenormSchedule(model.renorm_links(), s['brn_loss_threshold'],
                                   t['brn_first'], t['brn_steps'], t['brn_step_every']))
-    # Crash-safe snapshots (Chainer writes a temp file and renames it) every 10 epochs.
+    # Crash-safe snapshots (Chainer writes into a temp folder, then moves) every 10 epochs.
     trainer.extend(extensions.snapshot(filename='snapshot_epoch_{.updater.epoch}'),
-                   trigger=(t['snapshot_every'], 'epoch'))
+                   trigger=(args.snapshot_every, 'epoch'))
     trainer.extend(extensions.LogReport())
     trainer.extend(extensions.observe_lr())
     if extensions.PlotReport.available():

@@ -1,0 +1,91 @@
+"""The scripts end to end on a tiny dataset, and bad input as a one-line error with status 2."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(script, *args, ok=True):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'counting', script)] +
+                          [str(a) for a in args], capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'))
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def assert_one_line_error(proc, fragment):
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: '), proc.stderr
+    assert fragment in lines[0]
+
+
+@pytest.mark.parametrize('args,fragment', [
+    (['-3', '5'], 'NUM_IMAGES'),
+    (['5', '-1'], 'SHAPE_LIMIT'),
+    (['5', 'x'], 'not an integer'),
+    (['5', '3', '--scale-bounds', '9', '4'], 'LO <= HI'),
+    (['5', '3', '--image-width', '0'], 'positive'),
+    (['5', '3', '--shape-color', '0', '0', '300'], 'shape-color'),
+    (['5', '3', '--shape-types', 'circle'], 'invalid choice'),
+    (['5', '50', '--image-width', '100', '--image-height', '100', '--scale-bounds', '400',
+      '400'], 'cannot fit'),
+])
+def test_sample_rejects_bad_input(tmp_path, args, fragment):
+    proc = run('sample.py', tmp_path / 'out', *args, ok=False)
+    assert_one_line_error(proc, fragment)
+    assert not os.path.exists(tmp_path / 'out')
+
+
+def test_sample_refuses_to_replace_a_foreign_folder(tmp_path):
+    (tmp_path / 'mine').mkdir()
+    (tmp_path / 'mine' / 'notes.txt').write_text('keep me')
+    proc = run('sample.py', tmp_path / 'mine', 2, 1, '--image-width', 40, '--image-height', 40,
+               ok=False)
+    assert_one_line_error(proc, 'not an earlier dataset')
+    assert (tmp_path / 'mine' / 'notes.txt').read_text() == 'keep me'
+
+
+def test_other_scripts_report_bad_input(tmp_path):
+    assert_one_line_error(run('test.py', tmp_path / 'none', ok=False), 'no finished run')
+    assert_one_line_error(run('detect.py', tmp_path / 'none', ok=False), 'no finished run')
+    assert_one_line_error(run('train.py', '--epochs', '0', ok=False), 'positive')
+    assert_one_line_error(run('train.py', '--dataset', tmp_path / 'none', ok=False),
+                          'truths file not found')
+
+
+def test_pipeline_end_to_end(tmp_path):
+    data, out = tmp_path / 'data', tmp_path / 'run'
+    run('sample.py', data, 60, 3, '--image-width', 87, '--image-height', 87, '--scale-bounds',
+        8, 14, '--seed', 2, '--workers', 2)
+    run('train.py', '--dataset', data, '--out', out, '--epochs', 2, '--snapshot-every', 1,
+        '--no-progress', '--workers', 1)
+    settings = json.loads((out / 'settings.json').read_text())
+    assert settings['provenance']['commit'] and settings['epochs'] == 2
+    assert (out / 'snapshot_epoch_2').exists() and (out / 'loss.png').exists()
+    proc = run('train.py', '--dataset', data, '--out', out, '--epochs', 3, '--resume',
+               '--no-progress')
+    assert 'resumed from' in proc.stdout and 'epoch 2' in proc.stdout
+    run('test.py', out)
+    metrics = json.loads((out / 'test' / 'metrics.json').read_text())
+    assert set(metrics['per_type']) == {'tri', 'sq'} and (out / 'test' / 'scatter.png').exists()
+    run('detect.py', out, '--images', 2, '--sweep')
+    result = json.loads((out / 'detect' / 'metrics.json').read_text())
+    assert result['metrics']['images'] == 2
+    assert (out / 'detect' / 'sweep.md').exists()
+
+
+def test_detect_reports_relu_networks(tmp_path):
+    data, out = tmp_path / 'data', tmp_path / 'run'
+    run('sample.py', data, 20, 2, '--image-width', 87, '--image-height', 87, '--scale-bounds',
+        8, 14)
+    run('train.py', '--dataset', data, '--out', out, '--epochs', 1, '--activation', 'relu',
+        '--no-progress', '--workers', 1)
+    proc = run('detect.py', out, '--images', 1, ok=False)
+    assert_one_line_error(proc, 'second derivative of zero')
+    run('detect.py', out, '--images', 1, '--saliency-only')
