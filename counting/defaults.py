@@ -79,6 +79,6 @@ DETECT = {
     'threshold': 5e-10,                # importance >= threshold joins the seed's pixel set
     'picture_power': 0.1,              # saliency pictures: (s / max) ** 0.1 * 255
     'selection': 'threshold',
-    'sweep_thresholds': (1e-12, 1e-10, 5e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5),
+    'sweep_thresholds': (1e-12, 1e-10, 5e-10, 1e-9, 3e-9, 1e-8, 3e-8, 1e-7, 3e-7, 1e-6),
     'iou_hit': 0.5,
 }
