@@ -100,6 +100,9 @@ def build_parser():
     p.add_argument('--batch-size', type=positive_int)
     p.add_argument('--lr', type=positive_float, help='initial learning rate')
     p.add_argument('--optimizer', choices=sorted(OPTIMIZERS))
+    p.add_argument('--lr-drops', type=positive_int,
+                   help='split the run into this many parts, lr x0.1 at each boundary '
+                   '(thesis: 3; 1 = constant lr)')
     p.add_argument('--test-fraction', type=positive_float,
                    help='share of the dataset held out for counting/test.py')
     p.add_argument('--seed', type=non_negative_int, default=defaults.TRAIN['seed'],
@@ -120,7 +123,7 @@ def resolve_settings(args):
     """The preset table overridden by any flags given."""
     s = dict(defaults.TRAIN_PRESETS[args.preset])
     for key in ('network', 'activation', 'batch_renorm', 'epochs', 'batch_size', 'lr',
-                'optimizer', 'test_fraction'):
+                'optimizer', 'lr_drops', 'test_fraction'):
         if getattr(args, key) is not None:
             s[key] = getattr(args, key)
     if not s['test_fraction'] < 1:

@@ -82,3 +82,29 @@ def test_modified_softplus_rejects_bad_base_and_dtype():
         modified_softplus(np.zeros(2), 1.0)
     with pytest.raises(chainer.utils.type_check.InvalidType):
         modified_softplus(np.zeros(2, dtype=np.int32))
+
+
+def _gpu_available():
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # noqa: BLE001 - no CUDA here
+        return False
+
+
+@pytest.mark.skipif(not _gpu_available(), reason='needs a CUDA GPU')
+def test_modified_softplus_kernels_match_numpy():
+    import cupy
+    rng = np.random.RandomState(2)
+    x = rng.uniform(-50, 50, (4, 7))
+    gy, ggx = rng.randn(4, 7), rng.randn(4, 7)
+    for dtype in (np.float32, np.float64):
+        xg = cupy.asarray(x.astype(dtype))
+        np.testing.assert_allclose(cupy.asnumpy(modified_softplus(xg).array),
+                                   modified_softplus(x.astype(dtype)).array, rtol=1e-5)
+    f = lambda v: modified_softplus(v, 1.1)  # noqa: E731
+    gradient_check.check_backward(f, cupy.asarray(x), cupy.asarray(gy), dtype=np.float64,
+                                  atol=1e-6, rtol=1e-5)
+    gradient_check.check_double_backward(f, cupy.asarray(x), cupy.asarray(gy),
+                                         cupy.asarray(ggx), dtype=np.float64, atol=1e-6,
+                                         rtol=1e-5)
