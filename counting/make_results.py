@@ -26,9 +26,9 @@ OUT = os.path.join(ROOT, 'results', 'counting')
 
 # Runs compared: name -> extra train.py flags on top of the default preset.
 VARIANTS = {
-    'default': [],
+    'default': [],                                      # softplus
     'relu': ['--activation', 'relu'],
-    'softplus': ['--activation', 'softplus'],
+    'modified_softplus': ['--activation', 'modified_softplus'],
     'sigmoid': ['--activation', 'sigmoid'],
 }
 
@@ -90,7 +90,8 @@ def figure_saliency(sources, extra):
         axes[0, j].set_title(n, fontsize=8)
     axes[0, 0].set_ylabel('image', fontsize=8)
     axes[1, 0].set_ylabel('saliency$^{0.1}$', fontsize=8)
-    fig.suptitle('Fig 2.3 analogue: image and saliency (Modified SoftPlus network)', fontsize=9)
+    fig.suptitle('Fig 2.3 analogue: image and saliency$^{0.1}$ (default SoftPlus network)',
+                 fontsize=9)
     save_figure(fig, 'fig2_3_image_saliency', sources, extra)
     plt.close(fig)
 
@@ -129,22 +130,25 @@ def figure_localisation(sources, extra, sets=3):
 
 def figure_activations(sources, extra):
     names = example_names('default', 2)
-    rows = [('relu', 'ReLU (2.5)'), ('softplus', 'SoftPlus (2.6)'),
-            ('sigmoid', 'sigmoid + BRN (2.7)'), ('default', 'Modified SoftPlus')]
-    plt, fig, axes = axes_grid(len(rows), len(names) + 1)
-    for i, (run, label) in enumerate(rows):
+    rows = [('relu', 'ReLU (2.5)'), ('default', 'SoftPlus (2.6)'),
+            ('sigmoid', 'sigmoid + BRN (2.7)'), ('modified_softplus', 'Modified SoftPlus')]
+    plt, fig, axes = axes_grid(len(rows) + 1, len(names) + 1)
+    for j, n in enumerate(names):
+        axes[0, j].imshow(load_png(os.path.join(detect_folder('default'), n, 'image.png')))
+        axes[0, j].set_title(n, fontsize=7)
+    axes[0, -1].axis('off')
+    axes[0, 0].set_ylabel('image', fontsize=7)
+    for i, (run, label) in enumerate(rows, 1):
         for j, n in enumerate(names):
             axes[i, j].imshow(load_png(os.path.join(detect_folder(run), n, 'saliency.png')))
-            if i == 0:
-                axes[i, j].set_title('saliency %s' % n, fontsize=7)
         first = os.path.join(detect_folder(run), names[0], 'set01_importance.png')
         if os.path.exists(first):
             axes[i, -1].imshow(load_png(first))
         else:
             axes[i, -1].text(0.5, 0.5, 'second derivative\nis zero everywhere',
                              ha='center', va='center', fontsize=7)
-        if i == 0:
-            axes[i, -1].set_title('set 1 importance %s' % names[0], fontsize=7)
+        if i == 1:
+            axes[i, -1].set_title('set 1 importance$^{0.1}$ %s' % names[0], fontsize=7)
         axes[i, 0].set_ylabel(label, fontsize=7)
     fig.suptitle('Figs 2.5-2.7 analogue: saliency by activation', fontsize=9)
     save_figure(fig, 'fig2_5_2_7_activations', sources, extra)
