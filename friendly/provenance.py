@@ -22,7 +22,8 @@ def git_commit():
                                cwd=_ROOT, capture_output=True, text=True).stdout.strip()
         return commit + ('+dirty' if dirty else '')
     except (OSError, subprocess.CalledProcessError):
-        return 'unknown'
+        # a copy of the tree without .git (e.g. a GPU machine): trust $GIT_COMMIT if given
+        return os.environ.get('GIT_COMMIT', 'unknown')
 
 
 def device_description(device):
