@@ -3,7 +3,7 @@
     python counting/make_results.py [--images 50] [--force]
 
 Runs (under runs/counting/, reused when already there unless --force): the default preset
-(Modified SoftPlus) and the same configuration with relu, softplus and sigmoid. Writes figures
+(SoftPlus) and the same configuration with relu, Modified SoftPlus and sigmoid. Writes figures
 analogous to thesis Figures 2.3-2.7, metrics.md and metrics.json, each figure with a sidecar
 JSON of its provenance.
 """
@@ -210,6 +210,10 @@ def tables(sources, extra):
               'box IoU | box F1@0.5 | double hit | empty sets | time/image |',
               '|---|---|---|---|---|---|---|---|---|---|---|']
     lines += loc_rows
+    chance = pointing_chance(rows['default']['localisation']['metrics']['images'])
+    lines += ['', 'Chance level for pointing: %.3f of the pixels of these images lie on a shape.'
+              % chance]
+    rows['default']['pointing_chance'] = chance
     lines += ['', 'ReLU: no localisation — its second derivative is zero everywhere '
               '(detect.py reports this; only its saliency is drawn).']
     for run in VARIANTS:
@@ -233,6 +237,18 @@ def tables(sources, extra):
     write_text(os.path.join(OUT, 'metrics.md'), '\n'.join(lines))
     write_json(os.path.join(OUT, 'metrics.json'), {'runs': rows, 'made_by': prov,
                                                     'from_commands': sources})
+
+
+def pointing_chance(n_images):
+    """Share of pixels on a shape over the first n held-out images of the default run."""
+    from counting import data as data_mod, shapes
+    with open(os.path.join(RUNS, 'default', 'settings.json')) as f:
+        s = json.load(f)
+    dataset = data_mod.ShapeDataset(os.path.join(ROOT, s['dataset_folder']))
+    position = {n: i for i, n in enumerate(dataset.names)}
+    on = [shapes.label_map(dataset.shapes_of(position[n]), s['image_width'],
+                           s['image_height']) > 0 for n in s['test_names'][:n_images]]
+    return float(np.mean(on))
 
 
 def build_parser():
