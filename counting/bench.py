@@ -105,9 +105,10 @@ def main(argv=None):
     for workers in (1, 2):
         r = bench_sampler(args.sampler_images, workers)
         out['sampler'].append(r)
-        print('  %d worker(s): %.1f images/s -> 1,000 images in %.1f s (extrapolated from %d)'
-              % (workers, r['images_per_second'], r['extrapolated_seconds_per_1000'],
-                 r['images']))
+        how = ('measured' if r['images'] == 1000 else
+               'extrapolated from %d images' % r['images'])
+        print('  %d worker(s): %.1f images/s -> 1,000 images in %.1f s (%s)'
+              % (workers, r['images_per_second'], r['extrapolated_seconds_per_1000'], how))
     d = defaults.TRAIN_PRESETS['default']
     h, w = d['dataset']['image_height'], d['dataset']['image_width']
     out['training'] = [bench_training(d['network'], h, w, d['batch_size'], 50, device,
