@@ -119,9 +119,10 @@ def main():
                         help='attacks to run (thesis: fgsm)')
     parser.add_argument('--epsilon', type=int, default=PROTOCOL['epsilon'],
                         help='L-inf radius in pixel units (thesis: 77)')
-    parser.add_argument('--bn-mode', default=PROTOCOL['bn_test_mode'], choices=BN_MODES[1:],
-                        help="Batch Renormalization at test time: 'batch' statistics (thesis) "
-                             "or learned 'running' averages")
+    parser.add_argument('--bn-mode', default=PROTOCOL['bn_test_mode'], choices=BN_MODES,
+                        help="Batch Renormalization at test time: 'batch' statistics (thesis), "
+                             "learned 'running' averages, or 'train' (Chainer's train mode "
+                             "literally: test batches also update the running averages)")
     parser.add_argument('--test-subset', type=int, help='first N test images only')
     parser.add_argument('--seed', type=int, default=0, help='seed of PGD random starts')
     parser.add_argument('--device', default='@numpy', help="'@numpy' or '@cupy:0'")

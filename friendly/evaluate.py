@@ -21,7 +21,7 @@ import time
 from friendly import attack
 from friendly.cli import UserError, run_main
 from friendly.defaults import PROTOCOL, QUICK, SOURCE, THESIS_RESULTS, VICTIMS
-from friendly.networks import BN_MODES
+from friendly.networks import BN_MODE_MEANING, BN_MODES
 from friendly.provenance import provenance, write_json, write_text
 from friendly.train import load_model, run_folder, same_settings, settings_for
 
@@ -121,7 +121,9 @@ def markdown(networks, protocol_note, prov):
              'Epochs: the epochs each network actually trained.', '',
              '| | ' + ' | '.join(names) + ' |', '|---' * (len(names) + 1) + '|',
              '| epochs | ' + ' | '.join(str(networks[n]['epochs']) for n in names) + ' |',
-             '| protocol | ' + ' | '.join(networks[n]['protocol'] for n in names) + ' |']
+             '| protocol | ' + ' | '.join(networks[n]['protocol'] for n in names) + ' |',
+             '| trained on | ' + ' | '.join(str(networks[n]['train_device']) for n in names) + ' |',
+             '| attacked on | ' + ' | '.join(networks[n]['eval_device'] for n in names) + ' |']
     for key, title in ROWS:
         cells = []
         for n in names:
@@ -136,7 +138,9 @@ def markdown(networks, protocol_note, prov):
             '%.2f' % networks[n][key] if key in networks[n] else '—' for n in names)))
     lines += ['', 'Made by: `%s` at commit `%s`, on %s, %s.' % (
         prov['command'], prov['commit'], prov['device'], prov['date']), '',
-        'Per network (seed, device, training time) see results/tables.json.', '']
+        'Evaluations are cached per run (eval.json) and reused when nothing they depend on '
+        'changed, so a column may have been attacked on another device than the command ran on.',
+        'Per network (seed, commits, best validation epoch, training time) see tables.json.', '']
     return '\n'.join(lines)
 
 
@@ -186,8 +190,9 @@ def main():
     parser.add_argument('--test-subset', type=int, help='attack the first N test images')
     parser.add_argument('--attack', nargs='+', default=['fgsm'], choices=sorted(attack.ATTACKS),
                         help='attacks (thesis: fgsm; pgd is beyond the thesis and slow)')
-    parser.add_argument('--bn-mode', default=PROTOCOL['bn_test_mode'], choices=BN_MODES[1:],
-                        help="Batch Renormalization at test time (thesis: 'batch')")
+    parser.add_argument('--bn-mode', default=PROTOCOL['bn_test_mode'], choices=BN_MODES,
+                        help="Batch Renormalization at test time (thesis: 'batch'; see "
+                             "friendly/networks.py)")
     parser.add_argument('--jobs', type=int, default=1, help='networks trained in parallel')
     parser.add_argument('--device', default='@numpy', help="'@numpy' or '@cupy:0'")
     parser.add_argument('--results', default=os.path.join(ROOT, 'results'),
@@ -235,6 +240,14 @@ def main():
         'QUICK reduced protocol — not comparable with the thesis.' if args.quick else
         'Thesis protocol (SPEC Part A); a network whose protocol carries -e<N> was capped at N '
         'epochs.')
+    if args.bn_mode != PROTOCOL['bn_test_mode']:
+        note += (' **Not the thesis test mode:** Batch Renormalization in %r mode (%s).'
+                 % (args.bn_mode, BN_MODE_MEANING[args.bn_mode]))
+    if len(data[0]) != 10000:
+        note += ' Attacked on the first %d test images only.' % len(data[0])
+    if args.attack != ['fgsm']:
+        note += ' Attacks beyond the thesis: %s.' % ', '.join(a for a in args.attack
+                                                              if a != 'fgsm')
     prov = provenance(args.device, wall_time_s=round(time.time() - started, 1),
                       source={'seed': source['seed'], 'protocol': source['protocol']},
                       evaluation=eval_settings)

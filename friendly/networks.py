@@ -15,7 +15,12 @@ from friendly.cli import UserError
 from friendly.defaults import NETWORKS, PROTOCOL
 from friendly.elastic_sigmoid import ElasticSigmoidLink
 
-BN_MODES = ('train', 'batch', 'running')
+BN_MODE_MEANING = {
+    'train': 'batch statistics; running averages updated by every batch',
+    'batch': 'batch statistics; running averages left alone',
+    'running': 'the learned running averages',
+}
+BN_MODES = tuple(BN_MODE_MEANING)
 
 
 def _pairwise_difference_layer(in_size, out_size):
