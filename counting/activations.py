@@ -17,24 +17,25 @@ from chainer.utils import type_check
 from counting import defaults
 
 
+# CuPy ElementwiseKernel sources (in params, out params, body); the body is also compiled
+# with g++ by tests/test_counting_kernels_emulated.py, so it is checked without a GPU.
+# y = (max(z, 0) + log1p(exp(-|z|))) / ln b with z = x ln b: stable for any sign of x.
+FORWARD_KERNEL = ('T x, T log_b', 'T y',
+                  'T z = x * log_b; y = (max(z, (T)0) + log1p(exp(-fabs(z)))) / log_b;')
+# gx = gy * f'(x), with f'(x) = 1 - b^-y = -expm1(-y ln b).
+GRAD_KERNEL = ('T y, T gy, T log_b', 'T gx', 'gx = -gy * expm1(-y * log_b);')
+
+
 @functools.lru_cache(maxsize=None)
 def _forward_kernel():
     import cupy
-    # y = (max(z, 0) + log1p(exp(-|z|))) / ln b with z = x ln b: stable for any sign of x.
-    return cupy.ElementwiseKernel(
-        'T x, T log_b', 'T y',
-        'T z = x * log_b; y = (max(z, (T)0) + log1p(exp(-fabs(z)))) / log_b;',
-        'modified_softplus_fwd')
+    return cupy.ElementwiseKernel(*FORWARD_KERNEL, 'modified_softplus_fwd')
 
 
 @functools.lru_cache(maxsize=None)
 def _grad_kernel():
     import cupy
-    # gx = gy * f'(x), with f'(x) = 1 - b^-y = -expm1(-y ln b).
-    return cupy.ElementwiseKernel(
-        'T y, T gy, T log_b', 'T gx',
-        'gx = -gy * expm1(-y * log_b);',
-        'modified_softplus_grad')
+    return cupy.ElementwiseKernel(*GRAD_KERNEL, 'modified_softplus_grad')
 
 
 def _forward_numpy(x, log_b):
