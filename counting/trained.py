@@ -20,7 +20,11 @@ def load(run_dir, device='@numpy'):
     model = networks.build(settings['network'], len(settings['types']),
                            settings['image_height'], settings['image_width'],
                            settings['activation'], settings['batch_renorm'])
-    chainer.serializers.load_npz(model_path, model)
+    try:
+        chainer.serializers.load_npz(model_path, model)
+    except Exception as err:  # noqa: BLE001 - any damage to the file ends the same way
+        raise UserError('%s is not a readable model for %s (%s)'
+                        % (model_path, settings_path, type(err).__name__))
     model.to_device(chainer.get_device(device))
     return model, settings
 

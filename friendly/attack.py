@@ -17,7 +17,6 @@ import argparse
 import json
 
 import chainer
-import chainer.functions as F
 import numpy as np
 
 from friendly import mnist

@@ -4,13 +4,12 @@ Chainer function on the device. Everything skips, with the reason, where no devi
 The kernel tests need only numpy, cupy and pytest (friendly/pd_kernels.py is loaded by path, so
 the package's Chainer-importing __init__ is not run); the Chainer tests import Chainer inside.
 """
-import importlib.util
-import os
 
 import numpy
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import load_pd_kernels
+
 
 
 def _cuda_problem():
@@ -32,15 +31,7 @@ _PROBLEM = _cuda_problem()
 pytestmark = pytest.mark.skipif(_PROBLEM is not None, reason=str(_PROBLEM))
 
 
-def _load_pd_kernels():
-    spec = importlib.util.spec_from_file_location(
-        'pd_kernels_gpu_test', os.path.join(ROOT, 'friendly', 'pd_kernels.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-pdk = _load_pd_kernels()
+pdk = load_pd_kernels('pd_kernels_gpu_test')
 
 # (patches N, patch size P, outputs O): off the tile grid, several patch/output tiles, and the
 # thesis's FC layer at batch 20 and 256

@@ -5,7 +5,6 @@ against friendly/cuda_emulation.h, run on the CPU with the launch geometry frien
 uses, and compared with the numpy reference. Needs neither Chainer nor a GPU.
 """
 import glob
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -13,22 +12,15 @@ import subprocess
 import numpy
 import pytest
 
+from conftest import load_pd_kernels
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEADER = os.path.join(ROOT, 'friendly', 'cuda_emulation.h')
 DRIVER = os.path.join(ROOT, 'tests', 'pd_emulated_driver.cpp')
 CU_FILES = sorted(glob.glob(os.path.join(ROOT, 'friendly', '*.cu')))
 
 
-def _load_pd_kernels():
-    # by path, so that the package's __init__ (which imports Chainer) is not needed
-    spec = importlib.util.spec_from_file_location(
-        'pd_kernels_emulated', os.path.join(ROOT, 'friendly', 'pd_kernels.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-pdk = _load_pd_kernels()
+pdk = load_pd_kernels('pd_kernels_emulated')
 
 
 def test_cu_files_exist():
