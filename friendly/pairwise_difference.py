@@ -28,20 +28,30 @@ CPU_CHUNK_BYTES = 16 * 2 ** 20
 IMPLS = ('lean', 'naive')
 
 
+def _whole_image(shape, ksize, pad):
+    """True when the only patch is the whole image (the FC form): rows are then just reshapes."""
+    return pad == 0 and shape[2] == shape[3] == ksize
+
+
 def _patch_rows(x, ksize, stride, pad):
     """(v, out_h, out_w): v (batch*out_h*out_w, C*ksize*ksize), one patch per row, im2col order."""
+    xp = backend.get_array_module(x)
+    if _whole_image(x.shape, ksize, pad):  # im2col order is x's own (channel, row, column)
+        return xp.ascontiguousarray(x.reshape(x.shape[0], -1)), 1, 1
     if isinstance(x, numpy.ndarray):
         col = conv.im2col_cpu(x, ksize, ksize, stride, stride, pad, pad)
     else:
         col = conv.im2col_gpu(x, ksize, ksize, stride, stride, pad, pad)
     batch, c, _, _, out_h, out_w = col.shape
     v = col.transpose(0, 4, 5, 1, 2, 3).reshape(batch * out_h * out_w, c * ksize * ksize)
-    return backend.get_array_module(x).ascontiguousarray(v), out_h, out_w
+    return xp.ascontiguousarray(v), out_h, out_w
 
 
 def _image_grad(gv, x_shape, ksize, stride, pad, out_h, out_w):
     """Scatter the patch-row gradient gv back onto the image (col2im sums overlapping patches)."""
     batch, c, h, w = x_shape
+    if _whole_image(x_shape, ksize, pad):
+        return gv.reshape(x_shape)
     col = gv.reshape(batch, out_h, out_w, c, ksize, ksize).transpose(0, 3, 4, 5, 1, 2)
     if isinstance(gv, numpy.ndarray):
         return conv.col2im_cpu(col, stride, stride, pad, pad, h, w)

@@ -110,9 +110,15 @@ def _module(dtype, qn, qo):
     return _modules[key]
 
 
+_sm_counts = {}  # device id -> multiprocessors (Device.attributes queries every attribute)
+
+
 def _target_blocks():
     import cupy
-    return 4 * cupy.cuda.Device().attributes['MultiProcessorCount']
+    device = cupy.cuda.Device()
+    if device.id not in _sm_counts:
+        _sm_counts[device.id] = device.attributes['MultiProcessorCount']
+    return 4 * _sm_counts[device.id]
 
 
 def forward(v, w):

@@ -19,6 +19,8 @@ SHAPES = [
     (2, 3, 7, 6, 3, 2, 1, 4),   # conv-like, three channels, non-square image
     (2, 2, 5, 5, 3, 1, 0, 3),   # conv-like, two channels
     (3, 1, 8, 8, 8, 1, 0, 5),   # FC: one patch covers the image
+    (2, 2, 4, 4, 4, 3, 0, 3),   # FC with two channels (rows are reshapes of x, no im2col)
+    (2, 1, 4, 4, 4, 1, 1, 3),   # patch as large as the image, but padded: 3x3 positions
 ]
 
 
@@ -117,14 +119,15 @@ def test_lean_second_derivative_raises():
         chainer.grad([F.sum(gx * gx)], [xv])
 
 
-def test_forward_leaves_inputs_alone_and_accepts_views():
-    x, W = _data(SHAPES[0], numpy.float64)
+@pytest.mark.parametrize('shape', [SHAPES[0], SHAPES[3]], ids=['conv', 'fc'])
+def test_forward_leaves_inputs_alone_and_accepts_views(shape):
+    x, W = _data(shape, numpy.float64)
     x_wide = numpy.repeat(x, 2, axis=3)[:, :, :, ::2]  # non-contiguous, equal to x
     x0, W0 = x_wide.copy(), W.copy()
-    y = pairwise_difference(x_wide, W, *SHAPES[0][4:7]).array
+    y = pairwise_difference(x_wide, W, *shape[4:7]).array
     numpy.testing.assert_array_equal(x_wide, x0)
     numpy.testing.assert_array_equal(W, W0)
-    numpy.testing.assert_allclose(y, pairwise_difference(x, W, *SHAPES[0][4:7]).array)
+    numpy.testing.assert_allclose(y, pairwise_difference(x, W, *shape[4:7]).array)
 
 
 @pytest.mark.parametrize('make,error,match', [
