@@ -10,9 +10,11 @@
 // Defined in front of this source (friendly/pd_kernels.py, or -D flags for the CPU emulation):
 //   PD_REAL  float or double
 //   PD_QN    patches per thread (1..4): a block covers PD_BN = 8 * PD_QN patches
-//   PD_QO    forward outputs per thread (1..4): a block covers PD_BO = 32 * PD_QO outputs
+//   PD_QO    output tile factor (1..4): forward and weight-gradient blocks cover 32 * PD_QO
+//            outputs
 // All kernels run PD_THREADS threads per block in one dimension; outputs written with atomicAdd
-// must be zeroed before the launch.
+// must be zeroed before the launch. Indices into the (N, P) and (N, O) arrays are 32-bit
+// (the launcher checks N*P and N*O < 2**31); indices into w and gw are 64-bit.
 
 #ifndef PD_REAL
 #error "define PD_REAL (float or double) before this source"
@@ -32,10 +34,14 @@ typedef PD_REAL real_t;
 #define PD_BN (PD_TN * PD_QN)    // patches per block
 #define PD_BO (PD_TO * PD_QO)    // outputs per block, forward
 #define PD_KT 32                 // pairs k per forward step
+#define PD_KT_ROW (PD_KT + 4)    // forward tile row: 16-byte aligned, conflict-free 16-byte reads
 #define PD_FW_LOADS (PD_KT * PD_BO / PD_THREADS)  // weights each thread loads per forward step
-#define PD_GK 128                // pairs per block, weight gradient (4 per thread)
-#define PD_GO 32                 // outputs per block, weight gradient (4 per thread)
+#define PD_GK 128                // pairs per block, weight gradient (8 per thread)
+#define PD_GO (32 * PD_QO)       // outputs per block, weight gradient (2 * PD_QO per thread)
 #define PD_GN 8                  // patches per step, weight gradient
+#define PD_GW_SIGMOIDS (PD_GN * PD_GK / PD_THREADS)  // sigmoids each thread makes per step
+#define PD_GW_GY_LOADS (PD_GN * PD_GO / PD_THREADS)  // output gradients each thread loads
+#define PD_GW_BLOCKS_PER_SM (sizeof(PD_REAL) == 4 ? 2 : 1)  // float fits 128 registers, double not
 #define PD_RT 32                 // reference elements r per block, patch gradient (one per lane)
 #define PD_MC 8                  // partner elements per step, patch gradient
 #define PD_OC 8                  // outputs per step, patch gradient
@@ -51,12 +57,14 @@ __device__ __forceinline__ real_t pd_sigmoid(real_t d) {
 // Forward, a GEMM y = S w^T whose left operand S[n, k] is generated on the fly, split over k.
 // Block (bx, by, bz) owns outputs [bx*BO, +BO), patches [by*BN, +BN) and pairs
 // [bz*k_chunk, +k_chunk): every weight is read from global memory once per patch tile and used
-// for all BN patches. Writes: atomicAdd of its partial sums into y[n, o] (y zeroed first).
-extern "C" __global__ void pd_forward(const real_t* __restrict__ v, const real_t* __restrict__ w,
-                                      real_t* __restrict__ y, int n_patches, int p, int n_out,
-                                      int k_chunk) {
-    __shared__ real_t w_tile[PD_KT][PD_BO + 1];  // +1: conflict-free column writes
-    __shared__ real_t s_tile[PD_KT][PD_BN + 1];
+// for all BN patches. Both tiles are stored one row per output / patch, so the sums read four
+// consecutive pairs with one 16-byte shared load. Writes: atomicAdd of its partial sums into
+// y[n, o] (y zeroed first).
+extern "C" __global__ void __launch_bounds__(PD_THREADS)
+pd_forward(const real_t* __restrict__ v, const real_t* __restrict__ w, real_t* __restrict__ y,
+           int n_patches, int p, int n_out, int k_chunk) {
+    __shared__ real_t w_tile[PD_BO][PD_KT_ROW] __align__(16);
+    __shared__ real_t s_tile[PD_BN][PD_KT_ROW] __align__(16);
 
     const int t = (int)threadIdx.x;
     const int to = t % PD_TO, tn = t / PD_TO;
@@ -65,11 +73,12 @@ extern "C" __global__ void pd_forward(const real_t* __restrict__ v, const real_t
     const int k_begin = (int)blockIdx.z * k_chunk;
     const int k_end = k_begin + k_chunk < k_total ? k_begin + k_chunk : k_total;
 
-    // Thread t loads tile elements e = t + THREADS*r: pair kk = e % KT, output oo = e / KT, so a
-    // warp reads 32 consecutive weights of one row.
-    const int load_kk = t % PD_KT;
-    const int load_oo = t / PD_KT;
-    const int oo_stride = PD_THREADS / PD_KT;
+    // Every tile element a thread fills has the pair kk = t % KT (THREADS is a multiple of KT),
+    // so a warp reads 32 consecutive weights of one row and its pair (i, j) advances by KT per
+    // step without a division.
+    const int my_kk = t % PD_KT, my_row = t / PD_KT;
+    const int row_stride = PD_THREADS / PD_KT;
+    int my_i = (k_begin + my_kk) / p, my_j = (k_begin + my_kk) % p;
     real_t w_next[PD_FW_LOADS];
 
     real_t acc[PD_QN][PD_QO];
@@ -79,33 +88,35 @@ extern "C" __global__ void pd_forward(const real_t* __restrict__ v, const real_t
     // weights of the step starting at pair k0 (zero outside the problem)
     #define PD_LOAD_FORWARD_W(k0)                                                      \
         for (int r = 0; r < PD_FW_LOADS; ++r) {                                        \
-            const int o = o0 + load_oo + oo_stride * r;                                \
-            const int k = (k0) + load_kk;                                              \
+            const int o = o0 + my_row + row_stride * r;                                \
+            const int k = (k0) + my_kk;                                                \
             w_next[r] = (o < n_out && k < k_end) ? w[(long long)o * k_total + k] : 0;  \
         }
 
     if (k_begin < k_end) { PD_LOAD_FORWARD_W(k_begin) }
     for (int k0 = k_begin; k0 < k_end; k0 += PD_KT) {
         __syncthreads();  // the previous step has finished reading the tiles
-        for (int r = 0; r < PD_FW_LOADS; ++r) w_tile[load_kk][load_oo + oo_stride * r] = w_next[r];
-        for (int e = t; e < PD_KT * PD_BN; e += PD_THREADS) {
-            const int kk = e % PD_KT, nn = e / PD_KT;
-            const int k = k0 + kk, n = n0 + nn;
-            real_t s = 0;
-            if (n < n_patches && k < k_end) {
-                const int i = k / p, j = k - i * p;
-                s = pd_sigmoid(v[(long long)n * p + i] - v[(long long)n * p + j]);
-            }
-            s_tile[kk][nn] = s;
+        for (int r = 0; r < PD_FW_LOADS; ++r) w_tile[my_row + row_stride * r][my_kk] = w_next[r];
+        const bool k_ok = k0 + my_kk < k_end;
+        for (int nn = my_row; nn < PD_BN; nn += row_stride) {
+            const int n = n0 + nn;
+            s_tile[nn][my_kk] = (k_ok && n < n_patches)
+                ? pd_sigmoid(v[n * p + my_i] - v[n * p + my_j]) : (real_t)0;
         }
+        my_j += PD_KT;
+        while (my_j >= p) { my_j -= p; ++my_i; }
         __syncthreads();
         if (k0 + PD_KT < k_end) { PD_LOAD_FORWARD_W(k0 + PD_KT) }  // in flight during the sums
-        for (int kk = 0; kk < PD_KT; ++kk) {
-            real_t sv[PD_QN], wv[PD_QO];
-            for (int q = 0; q < PD_QN; ++q) sv[q] = s_tile[kk][tn + PD_TN * q];
-            for (int m = 0; m < PD_QO; ++m) wv[m] = w_tile[kk][to + PD_TO * m];
+        #pragma unroll
+        for (int kk = 0; kk < PD_KT; kk += 4) {
+            real_t sv[PD_QN][4], wv[PD_QO][4];
             for (int q = 0; q < PD_QN; ++q)
-                for (int m = 0; m < PD_QO; ++m) acc[q][m] += sv[q] * wv[m];
+                for (int u = 0; u < 4; ++u) sv[q][u] = s_tile[tn + PD_TN * q][kk + u];
+            for (int m = 0; m < PD_QO; ++m)
+                for (int u = 0; u < 4; ++u) wv[m][u] = w_tile[to + PD_TO * m][kk + u];
+            for (int q = 0; q < PD_QN; ++q)
+                for (int m = 0; m < PD_QO; ++m)
+                    for (int u = 0; u < 4; ++u) acc[q][m] += sv[q][u] * wv[m][u];
         }
     }
     #undef PD_LOAD_FORWARD_W
@@ -115,62 +126,90 @@ extern "C" __global__ void pd_forward(const real_t* __restrict__ v, const real_t
         for (int m = 0; m < PD_QO; ++m) {
             const int o = o0 + to + PD_TO * m;
             if (n < n_patches && o < n_out && k_begin < k_end)
-                atomicAdd(&y[(long long)n * n_out + o], acc[q][m]);
+                atomicAdd(&y[n * n_out + o], acc[q][m]);
         }
     }
 }
 
 // Weight gradient, gw = gy^T S with S generated on the fly.
-// Block (bx, by) owns pairs [bx*GK, +GK) and outputs [by*GO, +GO) and loops over all patches.
+// Block (bx, by) owns pairs [bx*GK, +GK) and outputs [by*GO, +GO) and loops over all patches,
+// GN at a time. Thread (tk, to) = (t % 16, t / 16) holds an 8-pair x 2*QO-output tile of gw in
+// registers: pairs 4tk + u and 64 + 4tk + u (u < 4), outputs QO*to + m and 16*QO + QO*to + m
+// (m < QO), so its shared reads are 16-byte vectors and every sigmoid is computed once per
+// block. The global reads of the next patches are in flight during the sums.
 // Writes: gw[o, k] for its tile, each element exactly once (no zeroing needed).
-extern "C" __global__ void pd_grad_w(const real_t* __restrict__ v, const real_t* __restrict__ gy,
-                                     real_t* __restrict__ gw, int n_patches, int p, int n_out) {
-    __shared__ real_t s_tile[PD_GN][PD_GK];
-    __shared__ real_t g_tile[PD_GN][PD_GO];
+extern "C" __global__ void __launch_bounds__(PD_THREADS, PD_GW_BLOCKS_PER_SM)
+pd_grad_w(const real_t* __restrict__ v, const real_t* __restrict__ gy, real_t* __restrict__ gw,
+          int n_patches, int p, int n_out) {
+    __shared__ real_t s_tile[PD_GN][PD_GK] __align__(16);
+    __shared__ real_t g_tile[PD_GN][PD_GO] __align__(16);
 
     const int t = (int)threadIdx.x;
-    const int tk = t % PD_TO, to = t / PD_TO;
+    const int tk = t % 16, to = t / 16;
     const int k0 = (int)blockIdx.x * PD_GK, o0 = (int)blockIdx.y * PD_GO;
     const int k_total = p * p;
 
-    // Each thread computes sigmoids for one fixed pair and patches nn = t / GK + (THREADS/GK)*r.
-    const int my_kk = t % PD_GK;
+    // Fills: the thread's sigmoids are for pair my_kk and patches my_nn + (THREADS/GK)*r; its
+    // output gradients are tile elements e = t + THREADS*r of g_tile.
+    const int my_kk = t % PD_GK, my_nn = t / PD_GK;
     const int my_k = k0 + my_kk;
     const bool k_ok = my_k < k_total;
     const int my_i = k_ok ? my_k / p : 0;
     const int my_j = k_ok ? my_k - my_i * p : 0;
+    real_t vi_next[PD_GW_SIGMOIDS], vj_next[PD_GW_SIGMOIDS], g_next[PD_GW_GY_LOADS];
 
-    real_t acc[4][4];  // [q: output to + 8q][m: pair tk + 32m]
-    for (int q = 0; q < 4; ++q)
-        for (int m = 0; m < 4; ++m) acc[q][m] = 0;
+    // raw inputs of the step starting at patch n_step (zero outside the problem)
+    #define PD_LOAD_GRAD_W(n_step)                                                      \
+        for (int r = 0; r < PD_GW_SIGMOIDS; ++r) {                                      \
+            const int n = (n_step) + my_nn + (PD_THREADS / PD_GK) * r;                  \
+            const bool ok = k_ok && n < n_patches;                                      \
+            vi_next[r] = ok ? v[n * p + my_i] : (real_t)0;                   \
+            vj_next[r] = ok ? v[n * p + my_j] : (real_t)0;                   \
+        }                                                                               \
+        for (int r = 0; r < PD_GW_GY_LOADS; ++r) {                                      \
+            const int e = t + PD_THREADS * r;                                           \
+            const int n = (n_step) + e / PD_GO, o = o0 + e % PD_GO;                     \
+            g_next[r] = (n < n_patches && o < n_out) ? gy[n * n_out + o]     \
+                                                     : (real_t)0;                       \
+        }
 
+    real_t acc[2 * PD_QO][8];
+    for (int m = 0; m < 2 * PD_QO; ++m)
+        for (int u = 0; u < 8; ++u) acc[m][u] = 0;
+
+    PD_LOAD_GRAD_W(0)
     for (int n0 = 0; n0 < n_patches; n0 += PD_GN) {
-        __syncthreads();
-        for (int nn = t / PD_GK; nn < PD_GN; nn += PD_THREADS / PD_GK) {
-            const int n = n0 + nn;
-            s_tile[nn][my_kk] = (k_ok && n < n_patches)
-                ? pd_sigmoid(v[(long long)n * p + my_i] - v[(long long)n * p + my_j]) : (real_t)0;
-        }
-        for (int e = t; e < PD_GN * PD_GO; e += PD_THREADS) {
-            const int oo = e % PD_GO, nn = e / PD_GO;
-            const int n = n0 + nn, o = o0 + oo;
-            g_tile[nn][oo] = (n < n_patches && o < n_out) ? gy[(long long)n * n_out + o] : (real_t)0;
+        __syncthreads();  // the previous step has finished reading the tiles
+        for (int r = 0; r < PD_GW_SIGMOIDS; ++r)  // sigmoid(0) = 1/2 outside: gy is 0 there
+            s_tile[my_nn + (PD_THREADS / PD_GK) * r][my_kk] = pd_sigmoid(vi_next[r] - vj_next[r]);
+        for (int r = 0; r < PD_GW_GY_LOADS; ++r) {
+            const int e = t + PD_THREADS * r;
+            g_tile[e / PD_GO][e % PD_GO] = g_next[r];
         }
         __syncthreads();
+        if (n0 + PD_GN < n_patches) { PD_LOAD_GRAD_W(n0 + PD_GN) }
+        #pragma unroll
         for (int nn = 0; nn < PD_GN; ++nn) {
-            real_t sv[4], gv[4];
-            for (int m = 0; m < 4; ++m) sv[m] = s_tile[nn][tk + PD_TO * m];
-            for (int q = 0; q < 4; ++q) gv[q] = g_tile[nn][to + 8 * q];
-            for (int q = 0; q < 4; ++q)
-                for (int m = 0; m < 4; ++m) acc[q][m] += gv[q] * sv[m];
+            real_t sv[8], gv[2 * PD_QO];
+            for (int u = 0; u < 4; ++u) {
+                sv[u] = s_tile[nn][4 * tk + u];
+                sv[4 + u] = s_tile[nn][64 + 4 * tk + u];
+            }
+            for (int m = 0; m < PD_QO; ++m) {
+                gv[m] = g_tile[nn][PD_QO * to + m];
+                gv[PD_QO + m] = g_tile[nn][16 * PD_QO + PD_QO * to + m];
+            }
+            for (int m = 0; m < 2 * PD_QO; ++m)
+                for (int u = 0; u < 8; ++u) acc[m][u] += gv[m] * sv[u];
         }
     }
+    #undef PD_LOAD_GRAD_W
 
-    for (int q = 0; q < 4; ++q) {
-        const int o = o0 + to + 8 * q;
-        for (int m = 0; m < 4; ++m) {
-            const int k = k0 + tk + PD_TO * m;
-            if (o < n_out && k < k_total) gw[(long long)o * k_total + k] = acc[q][m];
+    for (int m = 0; m < 2 * PD_QO; ++m) {
+        const int o = o0 + (m < PD_QO ? PD_QO * to + m : 16 * PD_QO + PD_QO * to + m - PD_QO);
+        for (int u = 0; u < 8; ++u) {
+            const int k = k0 + (u < 4 ? 4 * tk + u : 64 + 4 * tk + u - 4);
+            if (o < n_out && k < k_total) gw[(long long)o * k_total + k] = acc[m][u];
         }
     }
 }
@@ -214,7 +253,7 @@ extern "C" __global__ void pd_grad_patches(const real_t* __restrict__ v,
     real_t vi[PD_QN], row[PD_QN];
     for (int q = 0; q < PD_QN; ++q) {
         const int n = n0 + tn + PD_TN * q;
-        vi[q] = (n < n_patches && i < p) ? v[(long long)n * p + i] : (real_t)0;
+        vi[q] = (n < n_patches && i < p) ? v[n * p + i] : (real_t)0;
         row[q] = 0;
     }
 
@@ -231,7 +270,7 @@ extern "C" __global__ void pd_grad_patches(const real_t* __restrict__ v,
                 const int nn = e % PD_BN, oo = e / PD_BN;
                 const int n = n0 + nn, o = o_base + oo;
                 g_tile[oo][nn] = (n < n_patches && o < n_out)
-                    ? gy[(long long)n * n_out + o] : (real_t)0;
+                    ? gy[n * n_out + o] : (real_t)0;
             }
             __syncthreads();
             // the next step's weights are in flight during the sums
@@ -255,7 +294,7 @@ extern "C" __global__ void pd_grad_patches(const real_t* __restrict__ v,
                 const int j = j0 + mm;
                 real_t d = 0;
                 if (n < n_patches && i < p && j < j_end) {
-                    const real_t s = pd_sigmoid(vi[q] - v[(long long)n * p + j]);
+                    const real_t s = pd_sigmoid(vi[q] - v[n * p + j]);
                     d = g[q][mm] * s * ((real_t)1 - s);
                 }
                 row[q] += d;
@@ -272,7 +311,7 @@ extern "C" __global__ void pd_grad_patches(const real_t* __restrict__ v,
                 const int n = n0 + cn + PD_TN * q, j = j0 + cm;
                 real_t sum = 0;
                 for (int rr = 0; rr < PD_RT; ++rr) sum += col_tile[cn][cm][rr];
-                if (n < n_patches && j < j_end) atomicAdd(&gv[(long long)n * p + j], -sum);
+                if (n < n_patches && j < j_end) atomicAdd(&gv[n * p + j], -sum);
             }
         }
     }
@@ -281,6 +320,6 @@ extern "C" __global__ void pd_grad_patches(const real_t* __restrict__ v,
     for (int q = 0; q < PD_QN; ++q) {
         const int n = n0 + tn + PD_TN * q;
         if (n < n_patches && i < p && j_begin < j_end)
-            atomicAdd(&gv[(long long)n * p + i], row[q]);
+            atomicAdd(&gv[n * p + i], row[q]);
     }
 }

@@ -15,8 +15,7 @@ SOURCE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pairwise
 # Must match pairwise_difference.cu.
 THREADS = 256
 FORWARD_PAIRS_PER_STEP = 32    # PD_KT
-GRAD_W_PAIRS = 128             # PD_GK
-GRAD_W_OUTPUTS = 32            # PD_GO
+GRAD_W_PAIRS = 128             # PD_GK (the outputs per block, PD_GO, are 32 * qo)
 GRAD_PATCHES_ELEMENTS = 32     # PD_RT
 GRAD_PATCHES_PARTNERS = 8      # PD_MC
 
@@ -46,9 +45,9 @@ def forward_geometry(n_patches, p, n_out, qn, qo, target_blocks):
     return (tiles_o, tiles_n, _ceil_div(p * p, k_chunk)), k_chunk
 
 
-def grad_w_geometry(n_patches, p, n_out):
+def grad_w_geometry(n_patches, p, n_out, qo):
     """grid of pd_grad_w: pair tiles x output tiles."""
-    return (_ceil_div(p * p, GRAD_W_PAIRS), _ceil_div(n_out, GRAD_W_OUTPUTS), 1)
+    return (_ceil_div(p * p, GRAD_W_PAIRS), _ceil_div(n_out, 32 * qo), 1)
 
 
 def grad_patches_geometry(n_patches, p, n_out, qn, target_blocks):
@@ -86,6 +85,9 @@ def _check_sizes(v, w=None, gy=None):
     n, p = v.shape
     if p * p >= 2 ** 31:
         raise ValueError('patch of %d elements is too large for the kernels (P*P >= 2**31)' % p)
+    if n * p >= 2 ** 31 or (gy is not None and gy.size >= 2 ** 31):
+        raise ValueError('%d patches are too many for the kernels (N*P or N*O >= 2**31); '
+                         'split the batch' % n)
     if w is not None and w.shape[1] != p * p:
         raise ValueError('w must have P*P = %d columns, got %d' % (p * p, w.shape[1]))
     if gy is not None and gy.shape[0] != n:
@@ -151,7 +153,7 @@ def grad_w(v, gy):
     gw = cupy.empty((o, p * p), dtype=v.dtype)
     # writes: every element of gw exactly once
     _module(v.dtype, qn, qo).get_function('pd_grad_w')(
-        grad_w_geometry(n, p, o), (THREADS,),
+        grad_w_geometry(n, p, o, qo), (THREADS,),
         (v, gy, gw, numpy.int32(n), numpy.int32(p), numpy.int32(o)))
     return gw
 

@@ -27,18 +27,30 @@ def test_cu_files_exist():
     assert pdk.SOURCE_PATH in CU_FILES
 
 
+def _ptx_entry(ptx, name):
+    """The PTX text of one kernel."""
+    start = ptx.index('.entry %s(' % name)
+    return ptx[start:ptx.index('\n}', start)]
+
+
 @pytest.mark.skipif(shutil.which('nvcc') is None, reason='nvcc not found on PATH')
-@pytest.mark.parametrize('dtype', [numpy.float32, numpy.float64])
+@pytest.mark.parametrize('dtype,qn,qo', [(numpy.float32, 3, 4), (numpy.float32, 4, 4),
+                                         (numpy.float64, 4, 4)],
+                         ids=['float-batch20', 'float-batch256', 'double'])
 @pytest.mark.parametrize('cu', CU_FILES, ids=os.path.basename)
-def test_nvcc_compiles(cu, dtype, tmp_path):
-    flags = ['-D%s=%s' % item for item in pdk.defines(dtype, 4, 4).items()]
-    result = subprocess.run(['nvcc', '--ptx', '-x', 'cu'] + flags +
+def test_nvcc_compiles(cu, dtype, qn, qo, tmp_path):
+    flags = ['-D%s=%s' % item for item in pdk.defines(dtype, qn, qo).items()]
+    fast = ['--use_fast_math'] if dtype == numpy.float32 else []  # as the launcher builds float
+    result = subprocess.run(['nvcc', '--ptx', '-x', 'cu'] + fast + flags +
                             [cu, '-o', str(tmp_path / 'kernels.ptx')],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert 'pd_forward' in (tmp_path / 'kernels.ptx').read_text()
-    # SASS for the H100 (sm_90), fast math as the float launcher builds it: no register spills
-    fast = ['--use_fast_math'] if dtype == numpy.float32 else []
+    ptx = (tmp_path / 'kernels.ptx').read_text()
+    if cu == pdk.SOURCE_PATH and dtype == numpy.float32:
+        # the GEMM-like sums read shared memory 16 bytes at a time, as their comments say
+        for kernel in ('pd_forward', 'pd_grad_w'):
+            assert 'ld.shared.v4.f32' in _ptx_entry(ptx, kernel), kernel
+    # SASS for the H100 (sm_90): no register spills
     result = subprocess.run(['nvcc', '--cubin', '-arch=sm_90', '--resource-usage', '-x', 'cu'] +
                             fast + flags + [cu, '-o', str(tmp_path / 'kernels.cubin')],
                             capture_output=True, text=True)
@@ -105,7 +117,7 @@ def test_emulated_kernels_match_reference(n, p, o, target, dtype, tmp_path, tmp_
     y = _run(driver, 'forward', grid, n, p, o, k_chunk, arrays, dtype, tmp_path)
     numpy.testing.assert_allclose(y.reshape(n, o), pdk.reference_forward(v, w), **tol)
 
-    grid = pdk.grad_w_geometry(n, p, o)
+    grid = pdk.grad_w_geometry(n, p, o, qo)
     gw = _run(driver, 'grad_w', grid, n, p, o, 0, arrays, dtype, tmp_path)
     numpy.testing.assert_allclose(gw.reshape(o, p * p), pdk.reference_grad_w(v, gy), **tol)
 
