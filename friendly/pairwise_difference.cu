@@ -44,8 +44,10 @@ typedef PD_REAL real_t;
 #define PD_GW_BLOCKS_PER_SM (sizeof(PD_REAL) == 4 ? 2 : 1)  // float fits 128 registers, double not
 #define PD_RT 32                 // reference elements r per block, patch gradient (one per lane)
 #define PD_MC 8                  // partner elements per step, patch gradient
+#define PD_MC_ROW (PD_MC + 4)    // weight tile row: 16-byte aligned, conflict-free 16-byte reads
 #define PD_OC 8                  // outputs per step, patch gradient
 #define PD_GV_LOADS (PD_OC * PD_MC * PD_RT / PD_THREADS)  // weights each thread loads per step
+#define PD_COL_PARTS (PD_THREADS / (PD_TN * PD_MC))  // threads per column sum, patch gradient
 
 __device__ __forceinline__ float pd_exp(float x) { return expf(x); }
 __device__ __forceinline__ double pd_exp(double x) { return exp(x); }
@@ -217,14 +219,15 @@ pd_grad_w(const real_t* __restrict__ v, const real_t* __restrict__ gy, real_t* _
 // Patch gradient (thesis eq. 3.2). Block (bx, by, bz) owns reference elements i in
 // [bx*RT, +RT), patches [by*BN, +BN) and partners j in [bz*j_chunk, +j_chunk); lane tr holds
 // i = bx*RT + tr and, per step of MC partners, G[n, i, j] = sum_o gy[n, o] w[o, i*P + j] in
-// registers. Row sums of D stay in registers; column sums go through shared memory.
+// registers; the weight tile holds each lane's MC partners contiguously, so they come in 16-byte
+// shared reads. Row sums of D stay in registers; column sums go through shared memory.
 // Writes: atomicAdd of +sum_j D into gv[n, i] and -sum_i D into gv[n, j] (gv zeroed first).
 extern "C" __global__ void pd_grad_patches(const real_t* __restrict__ v,
                                            const real_t* __restrict__ w,
                                            const real_t* __restrict__ gy,
                                            real_t* __restrict__ gv, int n_patches, int p,
                                            int n_out, int j_chunk) {
-    __shared__ real_t w_tile[PD_OC][PD_MC][PD_RT + 1];
+    __shared__ real_t w_tile[PD_OC][PD_RT][PD_MC_ROW] __align__(16);
     __shared__ real_t g_tile[PD_OC][PD_BN];
     __shared__ real_t col_tile[PD_TN][PD_MC][PD_RT + 1];
 
@@ -265,7 +268,7 @@ extern "C" __global__ void pd_grad_patches(const real_t* __restrict__ v,
 
         for (int o_base = 0; o_base < n_out; o_base += PD_OC) {
             __syncthreads();  // the tiles are free again
-            for (int r = 0; r < PD_GV_LOADS; ++r) w_tile[r][load_jj][load_ii] = w_next[r];
+            for (int r = 0; r < PD_GV_LOADS; ++r) w_tile[r][load_ii][load_jj] = w_next[r];
             for (int e = t; e < PD_OC * PD_BN; e += PD_THREADS) {
                 const int nn = e % PD_BN, oo = e / PD_BN;
                 const int n = n0 + nn, o = o_base + oo;
@@ -277,9 +280,10 @@ extern "C" __global__ void pd_grad_patches(const real_t* __restrict__ v,
             int next_o = o_base + PD_OC, next_j = j0;
             if (next_o >= n_out) { next_o = 0; next_j = j0 + PD_MC; }
             if (next_j < j_end) { PD_LOAD_GRAD_W(next_j, next_o) }
+            #pragma unroll
             for (int oo = 0; oo < PD_OC; ++oo) {
                 real_t wv[PD_MC];
-                for (int mm = 0; mm < PD_MC; ++mm) wv[mm] = w_tile[oo][mm][tr];
+                for (int mm = 0; mm < PD_MC; ++mm) wv[mm] = w_tile[oo][tr][mm];
                 for (int q = 0; q < PD_QN; ++q) {
                     const real_t gq = g_tile[oo][tn + PD_TN * q];
                     for (int mm = 0; mm < PD_MC; ++mm) g[q][mm] += gq * wv[mm];
@@ -301,18 +305,20 @@ extern "C" __global__ void pd_grad_patches(const real_t* __restrict__ v,
                 g[q][mm] = d;
             }
         }
-        // column sums over the block's RT reference elements, one patch subset q at a time
+        // column sums over the block's RT reference elements, one patch subset q at a time:
+        // every thread adds one of the PD_COL_PARTS slices of a column (conflict-free reads)
         for (int q = 0; q < PD_QN; ++q) {
             __syncthreads();
             for (int mm = 0; mm < PD_MC; ++mm) col_tile[tn][mm][tr] = g[q][mm];
             __syncthreads();
-            if (t < PD_TN * PD_MC) {
-                const int cn = t / PD_MC, cm = t % PD_MC;
-                const int n = n0 + cn + PD_TN * q, j = j0 + cm;
-                real_t sum = 0;
-                for (int rr = 0; rr < PD_RT; ++rr) sum += col_tile[cn][cm][rr];
-                if (n < n_patches && j < j_end) atomicAdd(&gv[n * p + j], -sum);
-            }
+            const int part = t % PD_COL_PARTS, cm = (t / PD_COL_PARTS) % PD_MC;
+            const int cn = t / (PD_COL_PARTS * PD_MC);
+            const int n = n0 + cn + PD_TN * q, j = j0 + cm;
+            real_t sum = 0;
+            for (int rr = part * (PD_RT / PD_COL_PARTS); rr < (part + 1) * (PD_RT / PD_COL_PARTS);
+                 ++rr)
+                sum += col_tile[cn][cm][rr];
+            if (n < n_patches && j < j_end) atomicAdd(&gv[n * p + j], -sum);
         }
     }
     #undef PD_LOAD_GRAD_W
