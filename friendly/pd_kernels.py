@@ -98,18 +98,21 @@ def _check_sizes(v, w=None, gy=None):
 
 # --- CuPy launches -------------------------------------------------------------------------
 
-_modules = {}  # (device id, dtype, qn, qo) -> cupy.RawModule
+_kernels = {}  # (device id, dtype, qn, qo, name) -> cupy.RawKernel
 
 
-def _module(dtype, qn, qo):
+def _kernel(name, dtype, qn, qo):
+    """Kernel `name` of pairwise_difference.cu, compiled once per device, dtype and tile shape."""
     import cupy
-    key = (cupy.cuda.Device().id, numpy.dtype(dtype).name, qn, qo)
-    if key not in _modules:
+    key = (cupy.cuda.Device().id, numpy.dtype(dtype).name, qn, qo, name)
+    if key not in _kernels:
         # float: fast exp and division in the sigmoids (about 20% off both gradient kernels on
         # an H100, within the tests' float32 tolerances); double stays exact for gradient checks
         fast = ('--use_fast_math',) if numpy.dtype(dtype) == numpy.float32 else ()
-        _modules[key] = cupy.RawModule(code=kernel_source(dtype, qn, qo), options=fast)
-    return _modules[key]
+        module = cupy.RawModule(code=kernel_source(dtype, qn, qo), options=fast)
+        for kernel in ('pd_forward', 'pd_grad_w', 'pd_grad_patches'):
+            _kernels[key[:-1] + (kernel,)] = module.get_function(kernel)
+    return _kernels[key]
 
 
 _sm_counts = {}  # device id -> multiprocessors (Device.attributes queries every attribute)
@@ -135,7 +138,7 @@ def forward(v, w):
     grid, k_chunk = forward_geometry(n, p, o, qn, qo, _target_blocks())
     y = cupy.zeros((n, o), dtype=v.dtype)
     # writes: y[n, o], atomically accumulated over the grid's pieces of the pairs
-    _module(v.dtype, qn, qo).get_function('pd_forward')(
+    _kernel('pd_forward', v.dtype, qn, qo)(
         grid, (THREADS,), (v, w, y, numpy.int32(n), numpy.int32(p), numpy.int32(o),
                            numpy.int32(k_chunk)))
     return y
@@ -152,7 +155,7 @@ def grad_w(v, gy):
     qn, qo = tile_factors(n, o)
     gw = cupy.empty((o, p * p), dtype=v.dtype)
     # writes: every element of gw exactly once
-    _module(v.dtype, qn, qo).get_function('pd_grad_w')(
+    _kernel('pd_grad_w', v.dtype, qn, qo)(
         grad_w_geometry(n, p, o, qo), (THREADS,),
         (v, gy, gw, numpy.int32(n), numpy.int32(p), numpy.int32(o)))
     return gw
@@ -172,7 +175,7 @@ def grad_patches(v, w, gy):
     gv = cupy.zeros((n, p), dtype=v.dtype)
     # writes: gv[n, r], atomically accumulated: + row sums of D for the block's elements r,
     # - column sums of D for the block's partners r
-    _module(v.dtype, qn, qo).get_function('pd_grad_patches')(
+    _kernel('pd_grad_patches', v.dtype, qn, qo)(
         grid, (THREADS,), (v, w, gy, gv, numpy.int32(n), numpy.int32(p), numpy.int32(o),
                            numpy.int32(j_chunk)))
     return gv
