@@ -7,8 +7,10 @@ The problem is the thesis's PD layer: one 28x28 patch per image (P = 784), 100 o
 100 x 614,656 float32. For each batch it measures forward+backward time (median of --repeats after
 a warm-up) and peak extra memory (tracemalloc on the CPU, CuPy's memory pool on the GPU: the most
 bytes allocated at once beyond the inputs, minus the returned output and gradients), then one PD
-training iteration at batch 20 (forward, backward, momentum SGD). Ratios and pass/fail against the
-targets of issue 3 are printed and written, with provenance, to --out.
+training iteration at batch 20 (forward, backward, momentum SGD). The lean path is also timed by
+part on patch rows (forward, grad W, grad patches: the CUDA kernels on a GPU) against one read of
+W, which separates kernel time from the Chainer/launch time around it. Ratios and pass/fail
+against the targets of issue 3 are printed and written, with provenance, to --out.
 
 On a GPU machine where Chainer cannot run (e.g. CuPy 14 without a matching Chainer), the GPU
 part falls back by itself to friendly/pd_kernels.py alone against a pure CuPy composition on the
@@ -160,9 +162,23 @@ def chainer_runs(pd_module, x, W, gy):
     return {impl: runs(impl) for impl in ('naive', 'lean')}
 
 
+def lean_parts(pd_module, x, W, gy):
+    """{part: run} of the lean path on patch rows, without Chainer: on the GPU the three kernels
+    of friendly/pd_kernels.py, on the CPU the chunked numpy functions."""
+    v, g = x.reshape(x.shape[0], -1), gy.reshape(gy.shape[0], -1)
+    if isinstance(x, numpy.ndarray):
+        return {'forward': lambda: (pd_module.lean_forward_cpu(v, W),),
+                'grad W': lambda: pd_module.lean_backward_cpu(v, W, g, need_v=False)[1:],
+                'grad patches': lambda: pd_module.lean_backward_cpu(v, W, g, need_W=False)[:1]}
+    return {'forward': lambda: (pdk.forward(v, W),),
+            'grad W': lambda: (pdk.grad_w(v, g),),
+            'grad patches': lambda: (pdk.grad_patches(v, W, g),)}
+
+
 def kernel_runs(x, W, gy):
     """{impl: (forward, forward+backward)} on patch rows: pd_kernels against plain CuPy."""
     v, g = x.reshape(x.shape[0], -1), gy.reshape(gy.shape[0], -1)
+    parts = lean_parts(None, x, W, gy)
 
     def naive_forward():
         return pdk.reference_forward(v, W),
@@ -175,13 +191,10 @@ def kernel_runs(x, W, gy):
         d = ((g @ W) * s * (1 - s)).reshape(n, p, p)
         return y, d.sum(axis=2) - d.sum(axis=1), gw
 
-    def lean_forward():
-        return pdk.forward(v, W),
-
     def lean_forward_backward():
-        return pdk.forward(v, W), pdk.grad_patches(v, W, g), pdk.grad_w(v, g)
+        return tuple(a for part in parts.values() for a in part())
     return {'naive': (naive_forward, naive_forward_backward),
-            'lean': (lean_forward, lean_forward_backward)}
+            'lean': (parts['forward'], lean_forward_backward)}
 
 
 def training_iteration(pd_module, device, meter, repeats):
@@ -262,7 +275,7 @@ def _mib(n):
 
 
 def _ms(s):
-    return '%.1f ms' % (s * 1e3)
+    return ('%.2f ms' if s < 0.01 else '%.1f ms') % (s * 1e3)
 
 
 def _verdict(ok):
@@ -320,7 +333,7 @@ def run(args):
               'and gradients)' % meter.name, '']
     lines += ['| batch | naive fwd+bwd | lean fwd+bwd | time lean/naive | naive fwd | lean fwd |'
               ' naive peak | lean peak | peak lean/naive |', '|' + '---|' * 9]
-    checks = []
+    checks, part_rows = [], []
 
     for batch in args.batches:
         x, W, gy = _data(xp, batch)
@@ -333,6 +346,10 @@ def run(args):
             m[impl] = meter.peak_extra(forward_backward)
             print('batch %4d %-5s forward %s  forward+backward %s  peak extra %s'
                   % (batch, impl, _ms(f[impl]), _ms(t[impl]), _mib(m[impl])))
+        parts = {name: _median_time(meter, run, args.repeats)
+                 for name, run in lean_parts(pd_module, x, W, gy).items()}
+        W_read = parts['W read'] = _median_time(meter, lambda: W.sum(), args.repeats)
+        part_rows.append((batch, parts, f['lean']))
         time_ratio, mem_ratio = t['lean'] / t['naive'], m['lean'] / max(m['naive'], 1)
         lines.append('| %d | %s | %s | %.2f | %s | %s | %s | %s | 1/%.0f |' % (
             batch, _ms(t['naive']), _ms(t['lean']), time_ratio, _ms(f['naive']), _ms(f['lean']),
@@ -343,7 +360,6 @@ def run(args):
                 checks.append(('batch %d: lean peak <= 1/10 naive' % batch, mem_ratio,
                                mem_ratio <= 0.1))
             if batch <= 32:  # W-bound only while a patch tile covers the batch
-                W_read = _median_time(meter, lambda: W.sum(), args.repeats)
                 checks.append(('batch %d: lean forward <= 3x reading W once (%s)'
                                % (batch, _ms(W_read)), f['lean'] / W_read,
                                f['lean'] <= 3 * W_read))
@@ -354,6 +370,19 @@ def run(args):
             checks.append(('batch %d: lean peak <= 1/%d naive' % (batch, bound), mem_ratio,
                            mem_ratio <= 1 / bound))
         del x, W, gy, runs
+
+    lines += ['', 'Lean path by part, on patch rows (%s), against one read of W (`W.sum()`); '
+              '"around" is the lean forward above minus its part here (Chainer, im2col, launches):'
+              % ('friendly/pd_kernels.py' if gpu else 'chunked numpy'), '',
+              '| batch | forward | grad W | grad patches | W read | forward / W read | around |',
+              '|---|---|---|---|---|---|---|']
+    for batch, pt, lean_forward in part_rows:
+        print('batch %4d lean parts: forward %s, grad W %s, grad patches %s, W read %s'
+              % (batch, _ms(pt['forward']), _ms(pt['grad W']), _ms(pt['grad patches']),
+                 _ms(pt['W read'])))
+        lines.append('| %d | %s | %s | %s | %s | %.1f | %s |' % (
+            batch, _ms(pt['forward']), _ms(pt['grad W']), _ms(pt['grad patches']),
+            _ms(pt['W read']), pt['forward'] / pt['W read'], _ms(lean_forward - pt['forward'])))
 
     lines.append('')
     if pd_module is not None and not args.no_train:
