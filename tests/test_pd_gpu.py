@@ -105,6 +105,8 @@ def _chainer_on_gpu():
 @pytest.mark.parametrize('shape', [
     (2, 3, 7, 6, 3, 2, 1, 4),   # conv-like
     (3, 1, 8, 8, 8, 1, 0, 5),   # FC
+    (2, 2, 4, 4, 4, 3, 0, 3),   # FC with two channels (rows are reshapes of x, no im2col)
+    (2, 1, 4, 4, 4, 1, 1, 3),   # patch as large as the image, but padded: 3x3 positions
 ])
 def test_lean_matches_naive_on_device(shape):
     chainer = _chainer_on_gpu()
