@@ -17,7 +17,6 @@
 #define __host__
 #define __forceinline__ inline
 #define __shared__ static
-#define __align__(n) __attribute__((aligned(n)))
 #define __launch_bounds__(...)
 
 struct dim3 {

@@ -65,8 +65,8 @@ __device__ __forceinline__ real_t pd_sigmoid(real_t d) {
 extern "C" __global__ void __launch_bounds__(PD_THREADS)
 pd_forward(const real_t* __restrict__ v, const real_t* __restrict__ w, real_t* __restrict__ y,
            int n_patches, int p, int n_out, int k_chunk) {
-    __shared__ real_t w_tile[PD_BO][PD_KT_ROW] __align__(16);
-    __shared__ real_t s_tile[PD_BN][PD_KT_ROW] __align__(16);
+    alignas(16) __shared__ real_t w_tile[PD_BO][PD_KT_ROW];
+    alignas(16) __shared__ real_t s_tile[PD_BN][PD_KT_ROW];
 
     const int t = (int)threadIdx.x;
     const int to = t % PD_TO, tn = t / PD_TO;
@@ -143,8 +143,8 @@ pd_forward(const real_t* __restrict__ v, const real_t* __restrict__ w, real_t* _
 extern "C" __global__ void __launch_bounds__(PD_THREADS, PD_GW_BLOCKS_PER_SM)
 pd_grad_w(const real_t* __restrict__ v, const real_t* __restrict__ gy, real_t* __restrict__ gw,
           int n_patches, int p, int n_out) {
-    __shared__ real_t s_tile[PD_GN][PD_GK] __align__(16);
-    __shared__ real_t g_tile[PD_GN][PD_GO] __align__(16);
+    alignas(16) __shared__ real_t s_tile[PD_GN][PD_GK];
+    alignas(16) __shared__ real_t g_tile[PD_GN][PD_GO];
 
     const int t = (int)threadIdx.x;
     const int tk = t % 16, to = t / 16;
@@ -227,7 +227,7 @@ extern "C" __global__ void pd_grad_patches(const real_t* __restrict__ v,
                                            const real_t* __restrict__ gy,
                                            real_t* __restrict__ gv, int n_patches, int p,
                                            int n_out, int j_chunk) {
-    __shared__ real_t w_tile[PD_OC][PD_RT][PD_MC_ROW] __align__(16);
+    alignas(16) __shared__ real_t w_tile[PD_OC][PD_RT][PD_MC_ROW];
     __shared__ real_t g_tile[PD_OC][PD_BN];
     __shared__ real_t col_tile[PD_TN][PD_MC][PD_RT + 1];
 
