@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -105,6 +106,8 @@ def test_interrupted_training_resumes(tmp_path, mnist_folder):
     assert record['finished'] and record['epochs_trained'] == 3
     epochs = [entry['epoch'] for entry in json.load(open(os.path.join(out, 'log')))]
     assert epochs == [1, 2, 3]
+    with zipfile.ZipFile(os.path.join(out, 'snapshot')) as snapshot:  # stored, not deflated
+        assert all(item.compress_type == zipfile.ZIP_STORED for item in snapshot.infolist())
 
 
 def test_evaluate_table_quick_end_to_end(tmp_path, mnist_folder):
