@@ -1,7 +1,8 @@
-"""Modified SoftPlus's CuPy ElementwiseKernel bodies, compiled with g++ and run on the CPU.
+"""Modified SoftPlus's CuPy ElementwiseKernel bodies, checked without a GPU.
 
-The bodies in counting/activations.py are plain CUDA C expressions over a type T; here each is
-wrapped in an elementwise loop, built for float and double, and compared with the numpy path.
+The bodies in counting/activations.py are plain CUDA C expressions over a type T. Each is wrapped
+in an elementwise loop, built with g++ for float and double, run on the CPU and compared with the
+numpy path; and each is wrapped in a CUDA kernel, as CuPy does, and compiled with nvcc.
 """
 import os
 import shutil
@@ -11,8 +12,6 @@ import numpy as np
 import pytest
 
 from counting import activations
-
-pytestmark = pytest.mark.skipif(shutil.which('g++') is None, reason='g++ is not installed')
 
 CTYPES = {np.float32: 'float', np.float64: 'double'}
 
@@ -52,6 +51,7 @@ def _run(kernel, arrays, dtype, tmp_path):
     return np.fromfile(out, dtype=dtype)
 
 
+@pytest.mark.skipif(shutil.which('g++') is None, reason='g++ is not installed')
 @pytest.mark.parametrize('dtype', [np.float32, np.float64])
 def test_kernels_match_numpy(dtype, tmp_path):
     rng = np.random.RandomState(0)
@@ -66,3 +66,27 @@ def test_kernels_match_numpy(dtype, tmp_path):
     np.testing.assert_allclose(gx, activations._grad_numpy(expected, gy, dtype(np.log(1.1))),
                                rtol=tolerance, atol=tolerance)
     assert os.path.exists(tmp_path / 'kernel')
+
+
+def _cuda_kernel(params_in, params_out, body, ctype):
+    """A CUDA kernel applying body elementwise, the way CuPy's ElementwiseKernel wraps it."""
+    names_in = [p.split()[-1] for p in params_in.split(',')]
+    out = params_out.split()[-1]
+    args = ', '.join(['const T* %s_a' % name for name in names_in] + ['T* %s_a' % out, 'long n'])
+    lines = ['typedef %s T;' % ctype, 'extern "C" __global__ void elementwise(%s) {' % args,
+             '  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;', '  if (i >= n) return;']
+    lines += ['  const T %s = %s_a[i];' % (name, name) for name in names_in]
+    lines += ['  T %s;' % out, '  %s' % body, '  %s_a[i] = %s;' % (out, out), '}']
+    return '\n'.join(lines) + '\n'
+
+
+@pytest.mark.skipif(shutil.which('nvcc') is None, reason='nvcc not found on PATH')
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+@pytest.mark.parametrize('name', ['FORWARD_KERNEL', 'GRAD_KERNEL'])
+def test_kernels_compile_with_nvcc(name, dtype, tmp_path):
+    source = tmp_path / 'kernel.cu'
+    source.write_text(_cuda_kernel(*getattr(activations, name), CTYPES[dtype]))
+    result = subprocess.run(['nvcc', '--ptx', str(source), '-o', str(tmp_path / 'kernel.ptx')],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert '.entry elementwise' in (tmp_path / 'kernel.ptx').read_text()
