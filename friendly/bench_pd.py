@@ -346,10 +346,10 @@ def run(args):
             m[impl] = meter.peak_extra(forward_backward)
             print('batch %4d %-5s forward %s  forward+backward %s  peak extra %s'
                   % (batch, impl, _ms(f[impl]), _ms(t[impl]), _mib(m[impl])))
-        parts = {name: _median_time(meter, run, args.repeats)
-                 for name, run in lean_parts(pd_module, x, W, gy).items()}
-        W_read = parts['W read'] = _median_time(meter, lambda: W.sum(), args.repeats)
-        part_rows.append((batch, parts, f['lean']))
+        part_times = {name: _median_time(meter, run, args.repeats)
+                      for name, run in lean_parts(pd_module, x, W, gy).items()}
+        W_read = part_times['W read'] = _median_time(meter, lambda: W.sum(), args.repeats)
+        part_rows.append((batch, part_times, f['lean']))
         time_ratio, mem_ratio = t['lean'] / t['naive'], m['lean'] / max(m['naive'], 1)
         lines.append('| %d | %s | %s | %.2f | %s | %s | %s | %s | 1/%.0f |' % (
             batch, _ms(t['naive']), _ms(t['lean']), time_ratio, _ms(f['naive']), _ms(f['lean']),
