@@ -96,6 +96,7 @@ CASES = [
     (40, 9, 140, 4),
     (20, 28, 10, 5),
     (20, 28, 100, 5),  # the tile shape of the thesis's FC layer at batch 20 (qn 3, qo 4)
+    (9, 13, 70, 4),    # qo 3: output tiles of 96, not a power of two
 ]
 
 
