@@ -9,7 +9,7 @@ setup(
     name="representation-lenses",
     version="0.1.0",
     description="Reproduction of a 2021 thesis: shape counting with saliency, and MNIST adversarial defences",
-    packages=["counting", "friendly"],
+    packages=["counting", "friendly", "runkit"],
     package_data={"friendly": ["*.cu", "*.h"]},
     python_requires=">=3.9",
     install_requires=[

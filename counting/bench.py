@@ -17,10 +17,9 @@ import numpy as np
 
 from counting import defaults, networks, sample, shapes, trained
 from counting import saliency as sal
-from counting.arguments import Parser, positive_int
+from runkit.cli import Parser, positive_int, run_main
 from counting.train import CountLoss, OPTIMIZERS
-from friendly.cli import run_main
-from friendly.provenance import provenance, write_json
+from runkit.provenance import provenance, write_json
 
 
 def bench_sampler(n_images, workers, shape_limit=10):

@@ -12,8 +12,8 @@ import os
 import numpy as np
 from PIL import Image
 
-from friendly.cli import UserError
-from friendly.provenance import atomic_write, write_json
+from runkit.cli import UserError
+from runkit.provenance import atomic_write, write_json
 
 
 def read_json(path, what):

@@ -17,9 +17,8 @@ from PIL import Image, ImageDraw
 from counting import data as data_mod
 from counting import defaults, localisation_metrics as lm, saliency as sal, shapes, trained
 from counting.activations import ACTIVATIONS
-from counting.arguments import Parser, positive_float, positive_int
-from friendly.cli import UserError, run_main
-from friendly.provenance import provenance, write_json, write_text
+from runkit.cli import Parser, UserError, positive_float, positive_int, run_main
+from runkit.provenance import provenance, write_json, write_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOX_COLOURS = [(255, 255, 0), (255, 0, 0), (0, 255, 0), (255, 0, 255), (0, 255, 255),

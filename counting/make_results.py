@@ -16,9 +16,8 @@ import counting  # noqa: F401
 import numpy as np
 from PIL import Image
 
-from counting.arguments import Parser, positive_int
-from friendly.cli import UserError, run_main
-from friendly.provenance import atomic_write, provenance, write_json, write_text
+from runkit.cli import Parser, UserError, positive_int, run_main
+from runkit.provenance import atomic_write, provenance, write_json, write_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = os.path.join(ROOT, 'runs', 'counting')

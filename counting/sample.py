@@ -14,9 +14,9 @@ import tempfile
 import time
 
 from counting import defaults, shapes
-from counting.arguments import Parser, non_negative_int, positive_int, int_arg
-from friendly.cli import UserError, run_main
-from friendly.provenance import provenance, write_json
+from runkit.cli import (Parser, UserError, int_arg, non_negative_int, positive_int,
+                        run_main)
+from runkit.provenance import provenance, write_json
 
 DATASET_FILES = ('truths.json', 'annotations.json', 'sample_settings.json', 'decoded.npy',
                  'decoded.json')

@@ -14,9 +14,8 @@ import numpy as np
 
 from counting import data as data_mod
 from counting import trained
-from counting.arguments import Parser, positive_int
-from friendly.cli import UserError, run_main
-from friendly.provenance import atomic_write, provenance, write_json, write_text
+from runkit.cli import Parser, UserError, positive_int, run_main
+from runkit.provenance import atomic_write, provenance, write_json, write_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -21,9 +21,9 @@ from chainer.training import extensions
 from counting import data as data_mod
 from counting import defaults, networks, sample, shapes, trained
 from counting.activations import ACTIVATIONS
-from counting.arguments import Parser, non_negative_int, positive_float, positive_int
-from friendly.cli import UserError, run_main
-from friendly.provenance import atomic_write, provenance, write_json
+from runkit.cli import (Parser, UserError, non_negative_int, positive_float, positive_int,
+                        run_main)
+from runkit.provenance import atomic_write, provenance, write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

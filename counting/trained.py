@@ -5,7 +5,7 @@ import os
 import chainer
 
 from counting import networks
-from friendly.cli import UserError
+from runkit.cli import UserError
 
 
 def load(run_dir, device='@numpy'):

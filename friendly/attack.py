@@ -20,11 +20,11 @@ import chainer
 import numpy as np
 
 from friendly import mnist
-from friendly.cli import UserError, run_main
+from runkit.cli import UserError, run_main
 from friendly.defaults import PGD, PROTOCOL
 from friendly.networks import BN_MODES
 from friendly.objective import one_hot, squared_distance
-from friendly.provenance import provenance, write_json
+from runkit.provenance import provenance, write_json
 
 
 def predict(net, x, bn_mode):

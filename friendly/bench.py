@@ -17,7 +17,7 @@ from friendly import attack, mnist
 from friendly.defaults import NETWORKS, PROTOCOL
 from friendly.networks import build_network
 from friendly.objective import Objective
-from friendly.provenance import provenance
+from runkit.provenance import provenance
 
 
 def synchronize(device):

@@ -19,10 +19,10 @@ import sys
 import time
 
 from friendly import attack
-from friendly.cli import UserError, run_main
+from runkit.cli import UserError, run_main
 from friendly.defaults import PROTOCOL, QUICK, SOURCE, THESIS_RESULTS, VICTIMS
 from friendly.networks import BN_MODE_MEANING, BN_MODES
-from friendly.provenance import provenance, write_json, write_text
+from runkit.provenance import provenance, write_json, write_text
 from friendly.train import load_model, run_folder, same_settings, settings_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -14,7 +14,7 @@ import zlib
 
 import numpy as np
 
-from friendly.cli import UserError
+from runkit.cli import UserError
 
 ENV_VAR = 'FRIENDLY_MNIST_DIR'
 DEFAULT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

@@ -1,23 +1,23 @@
 """The FC-100-100-10 networks of thesis Table 3.1, built by name from `defaults.NETWORKS`.
 
 Each layer is weights -> [Batch Renormalization] -> activation, the output layer included.
-Batch Renormalization runs in one of three modes, chosen per call:
-  'train'   batch statistics, running averages updated (training);
-  'batch'   batch statistics, running averages left alone (the thesis's test mode);
-  'running' the learned running averages (Chainer's usual inference; an option here).
+Batch Renormalization's mode is chosen per call: 'train' while training, and at test time
+'batch' (the thesis: each batch's own statistics with r = 1, d = 0, because the original never
+saved rmax/dmax, so every test ran with Chainer's defaults) or 'running' (learned averages).
 """
 import chainer
 import chainer.functions as F
 import chainer.links as L
 
 from friendly.angular import Angular
-from friendly.cli import UserError
 from friendly.defaults import NETWORKS, PROTOCOL
 from friendly.elastic_sigmoid import ElasticSigmoidLink
+from runkit.cli import UserError
+from runkit.renorm import BatchRenormalization
 
+# Batch Renormalization at test time (runkit/renorm.py); 'batch' is the thesis's.
 BN_MODE_MEANING = {
-    'train': 'batch statistics; running averages updated by every batch',
-    'batch': 'batch statistics; running averages left alone',
+    'batch': "each test batch's own statistics, r = 1, d = 0 (plain Batch Normalization)",
     'running': 'the learned running averages',
 }
 BN_MODES = tuple(BN_MODE_MEANING)
@@ -53,32 +53,8 @@ ACTIVATIONS = {
 }
 
 
-class Renorm(L.BatchRenormalization):
-    """Batch Renormalization whose batch-statistics mode can leave the running averages alone.
-
-    rmax/dmax are saved with the model: the thesis's test mode (batch statistics) uses them."""
-
-    def __init__(self, size, rmax=1.0, dmax=0.0, **kwargs):
-        # floats from the start: a saved float cannot be loaded into Chainer's int defaults
-        super().__init__(size, rmax=float(rmax), dmax=float(dmax), **kwargs)
-        self.register_persistent('rmax')
-        self.register_persistent('dmax')
-
-    def forward(self, x, mode='train'):
-        if mode == 'running':
-            with chainer.using_config('train', False):
-                return super().forward(x)
-        if mode == 'batch':
-            with chainer.using_config('train', True):
-                return F.batch_renormalization(
-                    x, self.gamma, self.beta, self.rmax, self.dmax, self.eps,
-                    self.avg_mean, self.avg_var, update_statistics=False)
-        with chainer.using_config('train', True):
-            return super().forward(x)
-
-
 class FCNet(chainer.Chain):
-    """Three layers (784 -> 100 -> 100 -> 10), each weights -> [renorm] -> activation."""
+    """Three layers (784 -> 100 -> 100 -> 10), each weights -> [batch renorm] -> activation."""
 
     def __init__(self, config):
         super().__init__()
@@ -89,9 +65,9 @@ class FCNet(chainer.Chain):
             self.layers = chainer.ChainList(*[
                 LAYERS[kind](n_in, n_out)
                 for kind, n_in, n_out in zip(config.layers, sizes[:-1], sizes[1:])])
-            self.renorms = chainer.ChainList(*[
-                Renorm(n_out, decay=PROTOCOL['renorm_decay'])
-                for n_out in sizes[1:]]) if config.renorm else None
+            self.batch_renorms = chainer.ChainList(*[
+                BatchRenormalization(n_out, decay=PROTOCOL['batch_renorm_decay'])
+                for n_out in sizes[1:]]) if config.batch_renorm else None
         # Links (Elastic Sigmoid) must be registered; plain functions are kept aside.
         if any(isinstance(a, chainer.Link) for a in activations):
             with self.init_scope():
@@ -99,15 +75,20 @@ class FCNet(chainer.Chain):
         else:
             self.activations = activations
 
-    def renorm_links(self):
-        return list(self.renorms) if self.renorms is not None else []
+    def batch_renorm_links(self):
+        return list(self.batch_renorms) if self.batch_renorms is not None else []
+
+    def elastic_scales(self):
+        """The Elastic Sigmoid scale s of each layer (0-d arrays); empty for other networks."""
+        return [a.s.array.reshape(()) for a in self.activations
+                if isinstance(a, ElasticSigmoidLink)]
 
     def forward(self, x, bn_mode='train'):
         h = x
         for k, layer in enumerate(self.layers):
             h = layer(h)
-            if self.renorms is not None:
-                h = self.renorms[k](h, bn_mode)
+            if self.batch_renorms is not None:
+                h = self.batch_renorms[k](h, bn_mode)
             h = self.activations[k](h)
         return h
 

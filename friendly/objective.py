@@ -35,8 +35,9 @@ def input_gradient_norm(loss, x):
 class Objective(chainer.Chain):
     """Loss of a network under the thesis protocol; reports loss, accuracy and GMR penalty.
 
-    `main/loss` is always the prediction loss L (what validation monitors); `main/total`
-    adds the GMR penalty when the network has one and gradients are being recorded.
+    `main/loss` is always the prediction loss L; `main/total` adds the GMR penalty when the
+    network has one and gradients are being recorded (what early stopping monitors by
+    default); `main/elastic_scale_<layer>` are GMRES's Elastic Sigmoid scales.
     """
 
     def __init__(self, net, gmr_weight=0.0, eval_bn_mode='batch'):
@@ -58,5 +59,7 @@ class Objective(chainer.Chain):
             total = loss + self.gmr_weight * penalty
             report['gmr_penalty'] = penalty
         report['total'] = total
+        for k, scale in enumerate(self.net.elastic_scales()):
+            report['elastic_scale_%d' % (k + 1)] = scale
         chainer.report(report, self)
         return total

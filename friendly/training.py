@@ -1,68 +1,190 @@
-"""Trainer pieces of the thesis protocol: early stopping and the Batch Renormalization schedule."""
-import math
+"""Training one network of thesis Table 3.1 under the thesis protocol, resumable exactly.
+
+    settings = settings_for('S')                 # everything that determines the trained network
+    record = train(settings, run_folder(settings))
+
+A run folder holds settings.json (settings, provenance, and when finished the epochs trained),
+log, loss.png, accuracy.png, `snapshot` (the whole trainer after the last finished epoch, for
+resume) and model.npz. A run killed at any point and resumed ends with exactly the weights of
+an uninterrupted run: the shuffle's random state travels in the snapshot (runkit.training).
+"""
+import functools
+import json
+import os
+import time
 
 import chainer
+import numpy as np
+from chainer import training
+from chainer.training import extensions
+
+from friendly import mnist, weights
+from friendly.defaults import NETWORKS, PROTOCOL, QUICK
+from friendly.networks import build_network
+from friendly.objective import Objective
+from runkit.cli import UserError
+from runkit.devices import get_device
+from runkit.provenance import provenance, write_json
+from runkit.renorm import RenormSchedule
+from runkit.runs import runs_root
+from runkit.training import EarlyStopping, ResumableIterator, best_epoch
+
+# What early stopping watches: the epoch mean of the training objective (GMR penalty included,
+# as the original code did) or of the validation prediction loss (the thesis text's reading).
+MONITORS = {'training': 'main/total', 'validation': 'validation/main/loss'}
 
 
-def _scalar(value):
-    """A reported value (Variable, numpy or cupy 0-d array, float) as a Python float."""
-    return float(chainer.backend.CpuDevice().send(chainer.as_array(value)))
+def protocol_name(quick=False, epochs=None, train_subset=None, monitor=None):
+    """'thesis' or 'quick', with -e<epochs> / -n<images> / -val appended for any override."""
+    base, defaults = ('quick', QUICK) if quick else ('thesis', {'max_epochs':
+                                                                PROTOCOL['max_epochs']})
+    name = base
+    if epochs and epochs != defaults['max_epochs']:
+        name += '-e%d' % epochs
+    if train_subset and train_subset != defaults.get('train_subset'):
+        name += '-n%d' % train_subset
+    if monitor and monitor != PROTOCOL['monitor']:
+        name += '-' + monitor
+    return name
 
 
-class EarlyStopping:
-    """Stop trigger: at most `max_epochs`; stop after `patience` epochs without a lower
-    validation loss. Records the best epoch (SPEC choice: the final model is kept)."""
-
-    def __init__(self, max_epochs, patience, monitor='validation/main/loss'):
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.monitor = monitor
-        self.best_loss = math.inf
-        self.best_epoch = 0
-        self.checked_epoch = 0
-
-    def __call__(self, trainer):
-        epoch = trainer.updater.epoch
-        if epoch != self.checked_epoch and self.monitor in trainer.observation:
-            self.checked_epoch = epoch
-            loss = _scalar(trainer.observation[self.monitor])
-            if loss < self.best_loss:
-                self.best_loss, self.best_epoch = loss, epoch
-        return epoch >= self.max_epochs or epoch - self.best_epoch >= self.patience
-
-    def serialize(self, serializer):
-        self.best_loss = float(serializer('best_loss', self.best_loss))
-        self.best_epoch = int(serializer('best_epoch', self.best_epoch))
-        self.checked_epoch = int(serializer('checked_epoch', self.checked_epoch))
+def settings_for(name, quick=False, epochs=None, seed=None, train_subset=None, monitor=None):
+    """Everything that determines a trained network; a finished run is reused only if equal."""
+    if name not in NETWORKS:
+        raise UserError('unknown network %r; choose one of %s' % (name, ', '.join(NETWORKS)))
+    if monitor is not None and monitor not in MONITORS:
+        raise UserError('unknown early-stopping monitor %r; choose one of %s'
+                        % (monitor, ', '.join(MONITORS)))
+    config = NETWORKS[name]
+    defaults = QUICK if quick else {'max_epochs': PROTOCOL['max_epochs'], 'train_subset': None}
+    return {
+        'network': name,
+        'config': config._asdict(),
+        'protocol': protocol_name(quick, epochs, train_subset, monitor),
+        'max_epochs': epochs or defaults['max_epochs'],
+        'seed': config.seed if seed is None else seed,
+        'train_subset': train_subset or defaults['train_subset'],
+        'batch_size': PROTOCOL['batch_size'],
+        'momentum': PROTOCOL['momentum'],
+        'patience': PROTOCOL['patience'],
+        'monitor': monitor or PROTOCOL['monitor'],
+        'validation_size': PROTOCOL['validation_size'],
+    }
 
 
-class RenormSchedule:
-    """Epoch-end extension: the first epoch whose last training loss is below `threshold`
-    sets rmax = dmax = steps[0]; every `every` epochs after that, the next step."""
+def run_folder(settings):
+    """runs/friendly/<protocol>/<network>, with -seed<k> when the seed is not the default."""
+    name = settings['network']
+    if settings['seed'] != NETWORKS[name].seed:
+        name += '-seed%d' % settings['seed']
+    return os.path.join(runs_root('friendly'), settings['protocol'], name)
 
-    trigger = (1, 'epoch')
-    priority = 200  # before reports and snapshots, so they see the new values
 
-    def __init__(self, renorm_links, threshold, steps, every, monitor='main/loss'):
-        self.links = renorm_links
-        self.threshold = threshold
-        self.steps = steps
-        self.every = every
-        self.monitor = monitor
-        self.start_epoch = -1  # first epoch below the threshold; rmax/dmax persist in the links
+def same_settings(a, b):
+    return json.loads(json.dumps(a)) == json.loads(json.dumps(b))
 
-    def __call__(self, trainer):
-        epoch = trainer.updater.epoch
-        if self.start_epoch < 0:
-            if _scalar(trainer.observation[self.monitor]) >= self.threshold:
-                return
-            self.start_epoch = epoch
-        step = min((epoch - self.start_epoch) // self.every, len(self.steps) - 1)
-        self.apply(self.steps[step])
 
-    def apply(self, value):
-        for link in self.links:
-            link.rmax = link.dmax = value
+def finished(folder, settings):
+    """The run record of `folder` if it finished with exactly these settings, else None."""
+    path = os.path.join(folder, 'settings.json')
+    if not os.path.exists(path) or not os.path.exists(os.path.join(folder, 'model.npz')):
+        return None
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except ValueError:
+        return None
+    ok = record.get('finished') and same_settings(record.get('settings'), settings)
+    return record if ok else None
 
-    def serialize(self, serializer):
-        self.start_epoch = int(serializer('start_epoch', self.start_epoch))
+
+def load_data(settings, mnist_dir=None):
+    (x, y), _ = mnist.load_mnist(mnist_dir)
+    train, val = mnist.split_validation(x, y, settings['seed'], settings['validation_size'])
+    if settings['train_subset']:
+        n = settings['train_subset']
+        m = max(n // 10, 20)
+        train, val = (train[0][:n], train[1][:n]), (val[0][:m], val[1][:m])
+    return train, val
+
+
+def train(settings, out, device='@numpy', resume=False, progress=True, mnist_dir=None):
+    """Run (or, with resume, continue) one training run; returns its record (also on disk)."""
+    device = get_device(device)
+    settings_path = os.path.join(out, 'settings.json')
+    snapshot_path = os.path.join(out, 'snapshot')
+    if resume and os.path.exists(settings_path):
+        with open(settings_path) as f:
+            old = json.load(f)
+        if not same_settings(old['settings'], settings):
+            raise UserError('%s was started with different settings; use another --out or '
+                            'drop --resume' % out)
+        if finished(out, settings):
+            print('%s already finished; nothing to resume' % out)
+            return old
+    np.random.seed(settings['seed'])   # Chainer's initialisers draw from numpy's generator
+    if device.xp is not np:
+        device.xp.random.seed(settings['seed'])
+    name = settings['network']
+    config = NETWORKS[name]
+    train_data, val_data = load_data(settings, mnist_dir)
+    net = build_network(name)
+    objective = Objective(net, config.gmr_weight, eval_bn_mode=PROTOCOL['bn_test_mode'])
+    objective.to_device(device)
+    optimizer = chainer.optimizers.MomentumSGD(lr=config.lr, momentum=settings['momentum'])
+    optimizer.setup(objective)
+
+    train_iter = ResumableIterator(chainer.datasets.TupleDataset(*train_data),
+                                   settings['batch_size'], seed=settings['seed'])
+    val_iter = chainer.iterators.SerialIterator(
+        chainer.datasets.TupleDataset(*val_data), PROTOCOL['eval_batch_size'], repeat=False,
+        shuffle=False)
+    updater = training.StandardUpdater(train_iter, optimizer, device=device)
+    stop = EarlyStopping(settings['max_epochs'], settings['patience'],
+                         MONITORS[settings['monitor']])
+    trainer = training.Trainer(updater, stop, out=out)
+
+    # validation loss/accuracy every epoch, Batch Renormalization in the thesis's test mode
+    trainer.extend(extensions.Evaluator(val_iter, objective, device=device))
+    if config.batch_renorm:
+        trainer.extend(RenormSchedule(
+            net.batch_renorm_links(), PROTOCOL['batch_renorm_loss_threshold'],
+            PROTOCOL['batch_renorm_steps'], PROTOCOL['batch_renorm_step_epochs']),
+            name='batch_renorm_schedule')
+    # per-epoch means (JSON lines in out/log), which early stopping reads, and a console table
+    trainer.extend(extensions.LogReport())
+    trainer.extend(extensions.PrintReport(
+        ['epoch', 'main/loss', 'main/total', 'main/accuracy', 'validation/main/loss',
+         'validation/main/accuracy', 'elapsed_time']))
+    if extensions.PlotReport.available():
+        trainer.extend(extensions.PlotReport(['main/loss', 'validation/main/loss'], 'epoch',
+                                             filename='loss.png'))
+        trainer.extend(extensions.PlotReport(['main/accuracy', 'validation/main/accuracy'],
+                                             'epoch', filename='accuracy.png'))
+    if progress:
+        trainer.extend(extensions.ProgressBar(update_interval=100))
+    # the whole trainer every epoch (atomic; uncompressed: zlib is slow on PD's 61.5 M weights)
+    trainer.extend(extensions.snapshot(filename='snapshot', savefun=functools.partial(
+        chainer.serializers.save_npz, compression=False)), trigger=(1, 'epoch'))
+
+    if resume and os.path.exists(snapshot_path):
+        chainer.serializers.load_npz(snapshot_path, trainer)
+        print('resumed %s at epoch %d' % (out, updater.epoch))
+    record = {'settings': settings, 'finished': False,
+              'provenance': provenance(device, seed=settings['seed'])}
+    write_json(settings_path, record)
+    started = time.time()
+    trainer.run()
+    weights.save_model(os.path.join(out, 'model.npz'), net)
+    log = trainer.get_extension('LogReport').log
+    val_epoch, val_loss = best_epoch(log, 'validation/main/loss')
+    record.update(finished=True, epochs_trained=updater.epoch,
+                  early_stopped=updater.epoch < settings['max_epochs'],
+                  best_monitored_epoch=stop.best_epoch,
+                  best_validation_epoch=val_epoch, best_validation_loss=val_loss,
+                  final_training_loss=log[-1].get('main/total') if log else None,
+                  wall_time_s=round(trainer.elapsed_time, 1),
+                  this_session_s=round(time.time() - started, 1),
+                  batch_renorm_rmax=[float(l.rmax) for l in net.batch_renorm_links()])
+    write_json(settings_path, record)
+    return record

@@ -4,7 +4,7 @@ import chainer.functions as F
 import numpy as np
 import pytest
 
-from friendly.cli import UserError
+from runkit.cli import UserError
 from friendly.defaults import NETWORKS, PROTOCOL
 from friendly.networks import build_network
 from friendly.objective import Objective, input_gradient_norm, squared_distance
@@ -23,7 +23,7 @@ def test_output_shape(name):
 
 def test_layers_follow_table():
     assert len(build_network('S').layers) == 3
-    assert build_network('S').renorms is None and len(build_network('RS').renorms) == 3
+    assert build_network('S').batch_renorms is None and len(build_network('RS').batch_renorms) == 3
     assert build_network('A').layers[0].W.shape == (100, 784)
     assert len(list(build_network('GMRES').activations)) == 3  # one scale per layer
     with pytest.raises(UserError, match='unknown network'):
@@ -69,7 +69,7 @@ def test_objective_reports_penalty_when_training():
 
 
 def _stats(net):
-    return [l.avg_mean.copy() for l in net.renorm_links()]
+    return [l.avg_mean.copy() for l in net.batch_renorm_links()]
 
 
 def test_batch_mode_uses_batch_statistics_without_updating_them():
@@ -92,17 +92,17 @@ class _FakeTrainer:
 
 def test_renorm_schedule_steps_every_twenty_epochs(tmp_path):
     net = build_network('RS')
-    schedule = RenormSchedule(net.renorm_links(), PROTOCOL['renorm_loss_threshold'],
-                              PROTOCOL['renorm_steps'], PROTOCOL['renorm_step_epochs'])
+    schedule = RenormSchedule(net.batch_renorm_links(), PROTOCOL['batch_renorm_loss_threshold'],
+                              PROTOCOL['batch_renorm_steps'], PROTOCOL['batch_renorm_step_epochs'])
     seen = {}
     for epoch in range(1, 100):
         schedule(_FakeTrainer(epoch, 0.5 if epoch < 5 else 0.005))
-        seen[epoch] = net.renorm_links()[0].rmax
+        seen[epoch] = net.batch_renorm_links()[0].rmax
     assert seen[4] == 1 and seen[5] == 1.1 and seen[24] == 1.1
     assert seen[25] == 10 and seen[45] == 100 and seen[65] == 1000 and seen[99] == 1000
-    assert net.renorm_links()[2].dmax == 1000
+    assert net.batch_renorm_links()[2].dmax == 1000
     # rmax/dmax travel with the model file
     chainer.serializers.save_npz(str(tmp_path / 'm.npz'), net)
     fresh = build_network('RS')
     chainer.serializers.load_npz(str(tmp_path / 'm.npz'), fresh)
-    assert fresh.renorm_links()[1].rmax == 1000
+    assert fresh.batch_renorm_links()[1].rmax == 1000

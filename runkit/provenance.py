@@ -1,6 +1,6 @@
 """Where a result came from (commit, device, command, time) and crash-safe file writes.
 
-Shared by `friendly` and `counting`: every result file and settings JSON goes through here.
+Every result file and settings JSON of `counting` and `friendly` goes through here.
 """
 import datetime
 import json

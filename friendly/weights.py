@@ -1,0 +1,133 @@
+"""Trained networks on disk: run folders' model.npz, and the committed weights with a manifest.
+
+Model files are Chainer's npz layout, read with numpy's allow_pickle=False: loading never
+unpickles. The committed store (results/weights/friendly/) holds one compressed file per
+(network, seed) and manifest.json, which records for each file its training settings, epochs
+trained, final training loss, the commit that trained it and its SHA-256; every load checks the
+checksum first.
+"""
+import hashlib
+import json
+import os
+
+import chainer
+import numpy as np
+
+from friendly.networks import build_network
+from runkit.cli import UserError
+from runkit.provenance import atomic_write, write_json
+
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STORE = os.path.join(CHECKOUT, 'results', 'weights', 'friendly')
+MANIFEST = 'manifest.json'
+
+
+def save_model(path, net, compress=False):
+    """Atomically write `net`'s parameters and persistent values (rmax/dmax included)."""
+    atomic_write(path, lambda tmp: chainer.serializers.save_npz(tmp, net, compression=compress))
+
+
+def read_model(path, network):
+    """A fresh `network` (a Table 3.1 name) with the parameters stored in `path`."""
+    net = build_network(network)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            chainer.serializers.NpzDeserializer(npz).load(net)
+    except Exception as err:  # noqa: BLE001 - any damage to the file ends the same way
+        raise UserError('%s is not a readable model of network %s (%s)'
+                        % (path, network, _first_line(err)))
+    return net
+
+
+def load_run(run_dir, device='@numpy'):
+    """(network on `device`, settings) of a finished run folder of friendly/train.py."""
+    settings_path = os.path.join(run_dir, 'settings.json')
+    model_path = os.path.join(run_dir, 'model.npz')
+    if not os.path.exists(model_path) or not os.path.exists(settings_path):
+        raise UserError('%s holds no finished run (model.npz and settings.json); train it '
+                        'first with friendly/train.py' % run_dir)
+    try:
+        with open(settings_path) as f:
+            settings = json.load(f)['settings']
+        network = settings['network']
+    except (ValueError, KeyError, TypeError):
+        raise UserError('%s is not a settings file written by friendly/train.py'
+                        % settings_path) from None
+    net = read_model(model_path, network)
+    net.to_device(device)
+    return net, settings
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_name(network, seed):
+    return '%s-seed%d.npz' % (network, seed)
+
+
+def read_manifest(store=STORE):
+    """{file name: entry} of the store; empty when it has none yet."""
+    path = os.path.join(store, MANIFEST)
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as f:
+            return json.load(f)['weights']
+    except (ValueError, KeyError, TypeError):
+        raise UserError('%s is not a weights manifest' % path) from None
+
+
+def find(settings, store=STORE):
+    """The store's entry trained with exactly `settings`, or None."""
+    entry = read_manifest(store).get(file_name(settings['network'], settings['seed']))
+    if entry and json.loads(json.dumps(entry['settings'])) == json.loads(json.dumps(settings)):
+        return entry
+    return None
+
+
+def load_committed(entry, device='@numpy', store=STORE):
+    """The network of a manifest entry, after checking that its file is the one recorded."""
+    path = os.path.join(store, entry['file'])
+    if not os.path.exists(path):
+        raise UserError('%s is missing (listed in %s)' % (path, os.path.join(store, MANIFEST)))
+    if sha256(path) != entry['sha256']:
+        raise UserError('%s does not match its SHA-256 in %s: the file is damaged or was '
+                        'changed' % (path, MANIFEST))
+    net = read_model(path, entry['network'])
+    net.to_device(device)
+    return net
+
+
+def export(run_dir, record, store=STORE):
+    """Copy a finished run's model into the store (compressed) and record it in the manifest."""
+    settings = record['settings']
+    name = file_name(settings['network'], settings['seed'])
+    net, _ = load_run(run_dir)
+    path = os.path.join(store, name)
+    save_model(path, net, compress=True)
+    manifest = read_manifest(store)
+    manifest[name] = {
+        'file': name, 'network': settings['network'], 'seed': settings['seed'],
+        'protocol': settings['protocol'], 'epochs_trained': record['epochs_trained'],
+        'early_stopped': record['early_stopped'],
+        'final_training_loss': record['final_training_loss'],
+        'best_validation_epoch': record['best_validation_epoch'],
+        'trained_at_commit': record['provenance']['commit'],
+        'trained_on': record['provenance']['device'],
+        'train_wall_time_s': record['wall_time_s'],
+        'sha256': sha256(path), 'settings': settings,
+    }
+    write_json(os.path.join(store, MANIFEST), {
+        'about': 'Trained networks of friendly/ (thesis Table 3.1), written by '
+                 'friendly/evaluate.py --results; load with friendly.weights (checksum first).',
+        'weights': dict(sorted(manifest.items()))})
+    return manifest[name]
+
+
+def _first_line(err):
+    return str(err).splitlines()[0] if str(err) else type(err).__name__

@@ -1,0 +1,9 @@
+"""What every script of `counting` and `friendly` shares, and nothing model-specific.
+
+    cli         one-line errors for bad input (UserError, Parser, run_main), argument types
+    devices     a Chainer device spec checked to be usable, as a one-line error if not
+    provenance  where a result came from (commit, device, command) and atomic file writes
+    runs        where run folders live
+    renorm      Batch Renormalization whose rmax/dmax are saved, and their epoch schedule
+    training    resumable Trainer pieces: a shuffle that snapshots its random state, early stopping
+"""
