@@ -11,6 +11,7 @@ an uninterrupted run: the shuffle's random state travels in the snapshot (runkit
 import functools
 import json
 import os
+import sys
 import time
 
 import chainer
@@ -155,7 +156,7 @@ def train(settings, out, device='@numpy', resume=False, progress=True, mnist_dir
     trainer.extend(extensions.LogReport())
     trainer.extend(extensions.PrintReport(
         ['epoch', 'main/loss', 'main/total', 'main/accuracy', 'validation/main/loss',
-         'validation/main/accuracy', 'elapsed_time']))
+         'validation/main/accuracy', 'elapsed_time'], out=sys.stdout))
     if extensions.PlotReport.available():
         trainer.extend(extensions.PlotReport(['main/loss', 'validation/main/loss'], 'epoch',
                                              filename='loss.png'))

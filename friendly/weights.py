@@ -66,13 +66,14 @@ def sha256(path):
     return digest.hexdigest()
 
 
-def file_name(network, seed):
-    return '%s-seed%d.npz' % (network, seed)
+def file_name(settings):
+    """<protocol>/<network>-seed<k>.npz: one file per protocol, network and seed."""
+    return '%s/%s-seed%d.npz' % (settings['protocol'], settings['network'], settings['seed'])
 
 
-def read_manifest(store=STORE):
-    """{file name: entry} of the store; empty when it has none yet."""
-    path = os.path.join(store, MANIFEST)
+def read_manifest(store=None):
+    """{file name: entry} of the store (default: the committed one); empty when it has none."""
+    path = os.path.join(store or STORE, MANIFEST)
     if not os.path.exists(path):
         return {}
     try:
@@ -82,16 +83,17 @@ def read_manifest(store=STORE):
         raise UserError('%s is not a weights manifest' % path) from None
 
 
-def find(settings, store=STORE):
+def find(settings, store=None):
     """The store's entry trained with exactly `settings`, or None."""
-    entry = read_manifest(store).get(file_name(settings['network'], settings['seed']))
+    entry = read_manifest(store).get(file_name(settings))
     if entry and json.loads(json.dumps(entry['settings'])) == json.loads(json.dumps(settings)):
         return entry
     return None
 
 
-def load_committed(entry, device='@numpy', store=STORE):
+def load_committed(entry, device='@numpy', store=None):
     """The network of a manifest entry, after checking that its file is the one recorded."""
+    store = store or STORE
     path = os.path.join(store, entry['file'])
     if not os.path.exists(path):
         raise UserError('%s is missing (listed in %s)' % (path, os.path.join(store, MANIFEST)))
@@ -103,13 +105,18 @@ def load_committed(entry, device='@numpy', store=STORE):
     return net
 
 
-def export(run_dir, record, store=STORE):
-    """Copy a finished run's model into the store (compressed) and record it in the manifest."""
+def export(run_dir, record, store=None):
+    """Copy a finished run's model (compressed) and its per-epoch log into the store, and
+    record them in the manifest."""
+    store = store or STORE
     settings = record['settings']
-    name = file_name(settings['network'], settings['seed'])
+    name = file_name(settings)
     net, _ = load_run(run_dir)
     path = os.path.join(store, name)
     save_model(path, net, compress=True)
+    with open(os.path.join(run_dir, 'log')) as f:
+        log = json.load(f)
+    write_json(path[:-len('.npz')] + '.log.json', log)
     manifest = read_manifest(store)
     manifest[name] = {
         'file': name, 'network': settings['network'], 'seed': settings['seed'],
@@ -120,7 +127,8 @@ def export(run_dir, record, store=STORE):
         'trained_at_commit': record['provenance']['commit'],
         'trained_on': record['provenance']['device'],
         'train_wall_time_s': record['wall_time_s'],
-        'sha256': sha256(path), 'settings': settings,
+        'sha256': sha256(path), 'log': name[:-len('.npz')] + '.log.json',
+        'settings': settings,
     }
     write_json(os.path.join(store, MANIFEST), {
         'about': 'Trained networks of friendly/ (thesis Table 3.1), written by '

@@ -1,0 +1,240 @@
+"""Thesis Tables 3.2 and 3.3: find or train every network, attack it, summarise over seeds.
+
+A network (name, seed) is taken, in order, from the committed weights (friendly/weights.py,
+checksum verified), from a finished run folder with identical settings, or trained (unless
+training is forbidden). Each victim is scored on the test images in batches of 200: clean,
+white-box FGSM (its own gradients) and black-box FGSM (gradients of the one `source` network).
+"""
+import collections
+import concurrent.futures
+import contextlib
+import json
+import multiprocessing
+import os
+import time
+
+import numpy as np
+
+from friendly import attack, training, weights
+from friendly.defaults import PROTOCOL, SOURCE, THESIS_RESULTS
+from runkit.cli import UserError
+from runkit.provenance import atomic_write
+
+ROWS = (('white_box_fgsm', 'Table 3.2 white-box FGSM'),
+        ('black_box_fgsm', 'Table 3.2 black-box FGSM'),
+        ('clean', 'Table 3.3 clean'))
+
+# Where a network comes from: its settings, 'committed' (entry, store folder) or 'run'
+# (run folder, record).
+Found = collections.namedtuple('Found', 'settings origin entry folder record')
+
+
+def locate(settings, store=None):
+    """The committed weights or finished run trained with exactly `settings`, else None."""
+    entry = weights.find(settings, store)
+    if entry:
+        return Found(settings, 'committed', entry, store or weights.STORE, None)
+    folder = training.run_folder(settings)
+    record = training.finished(folder, settings)
+    if record:
+        return Found(settings, 'run', None, folder, record)
+    return None
+
+
+def load(found, device):
+    if found.origin == 'committed':
+        return weights.load_committed(found.entry, device, found.folder)
+    return weights.load_run(found.folder, device)[0]
+
+
+def describe(found):
+    """Training facts of a found network, from its manifest entry or run record."""
+    if found.origin == 'committed':
+        e = found.entry
+        return {'epochs': e['epochs_trained'], 'early_stopped': e['early_stopped'],
+                'best_validation_epoch': e['best_validation_epoch'],
+                'final_training_loss': e['final_training_loss'],
+                'train_device': e['trained_on'], 'train_commit': e['trained_at_commit'],
+                'train_wall_time_s': e['train_wall_time_s'], 'weights': e['file'],
+                'weights_sha256': e['sha256']}
+    r = found.record
+    return {'epochs': r['epochs_trained'], 'early_stopped': r['early_stopped'],
+            'best_validation_epoch': r['best_validation_epoch'],
+            'final_training_loss': r['final_training_loss'],
+            'train_device': r['provenance']['device'], 'train_commit': r['provenance']['commit'],
+            'train_wall_time_s': r['wall_time_s'], 'run_folder': found.folder}
+
+
+def _train_logged(settings, device, mnist_dir):
+    """One training run in a worker process, its console output in <run folder>/train.log."""
+    folder = training.run_folder(settings)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, 'train.log'), 'a') as log, \
+            contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        training.train(settings, folder, device, resume=True, progress=False,
+                       mnist_dir=mnist_dir)
+    return folder
+
+
+def train_missing(plan, device='@numpy', jobs=1, mnist_dir=None, store=None):
+    """Train (or resume) every settings dict of `plan` that has no network yet, `jobs` at once."""
+    todo = [s for s in plan if locate(s, store) is None]
+    if not todo:
+        return
+    context = multiprocessing.get_context('spawn')   # a fresh interpreter: safe with CUDA
+    with concurrent.futures.ProcessPoolExecutor(max(1, jobs), mp_context=context) as pool:
+        futures = {}
+        for s in todo:
+            print('training %s seed %d in %s (log: train.log there)'
+                  % (s['network'], s['seed'], training.run_folder(s)), flush=True)
+            futures[pool.submit(_train_logged, s, device, mnist_dir)] = s
+        for future in concurrent.futures.as_completed(futures):
+            s = futures[future]
+            try:
+                future.result()
+            except UserError:
+                raise
+            except Exception as err:  # noqa: BLE001 - the log holds the traceback
+                raise UserError('training %s seed %d failed (%s); see %s/train.log'
+                                % (s['network'], s['seed'], type(err).__name__,
+                                   training.run_folder(s))) from None
+            print('finished %s seed %d' % (s['network'], s['seed']), flush=True)
+
+
+def score(victims, source, data, device, attacks=('fgsm',), epsilon=PROTOCOL['epsilon'],
+          bn_mode=PROTOCOL['bn_test_mode']):
+    """{(name, seed): accuracy percent dict} for every found victim, against one source."""
+    source_net = load(source, device)
+    out = {}
+    for found in victims:
+        started = time.time()
+        accuracy = attack.evaluate(load(found, device), data[0], data[1], source_net, attacks,
+                                   epsilon, bn_mode, device=device)
+        accuracy['eval_seconds'] = round(time.time() - started, 1)
+        out[(found.settings['network'], found.settings['seed'])] = accuracy
+    return out
+
+
+def summary(values):
+    """Mean, sample standard deviation, min and max of per-seed values (percent)."""
+    v = np.asarray(values, dtype=float)
+    return {'n': len(v), 'mean': round(float(v.mean()), 2),
+            'std': round(float(v.std(ddof=1)), 2) if len(v) > 1 else None,
+            'min': round(float(v.min()), 2), 'max': round(float(v.max()), 2)}
+
+
+def within_aim(name, over_seeds):
+    """The thesis reproduction aim: seed mean within 1 point of Table 3.3 and 5 of Table 3.2."""
+    verdict = {}
+    for key, tolerance in (('clean', 1.0), ('white_box_fgsm', 5.0), ('black_box_fgsm', 5.0)):
+        theirs = THESIS_RESULTS[key].get(name)
+        if theirs is not None and key in over_seeds:
+            verdict[key] = abs(over_seeds[key]['mean'] - theirs) <= tolerance
+    return verdict
+
+
+def _cell(ours, theirs):
+    if ours is None:
+        return '—'
+    if theirs is None:
+        return '%.2f / — ' % ours
+    return '%.2f / %.2f (%+.2f)' % (ours, theirs, ours - theirs)
+
+
+def _spread(s):
+    if s is None:
+        return '—'
+    if s['n'] == 1:
+        return '%.2f (1 seed)' % s['mean']
+    return '%.2f ± %.2f [%.2f–%.2f]' % (s['mean'], s['std'], s['min'], s['max'])
+
+
+def markdown(table, note, prov):
+    """tables.md: the default seed against the thesis, then the spread over seeds."""
+    names = list(table)
+    head = '| | ' + ' | '.join(names) + ' |\n' + '|---' * (len(names) + 1) + '|'
+    lines = ['# Thesis Tables 3.2 and 3.3, reproduced', '', note, '',
+             '## Default seed against the thesis', '',
+             'Accuracy (%) on the MNIST test images: `ours / thesis (difference)`.', '', head,
+             '| seed | ' + ' | '.join(str(table[n]['seed']) for n in names) + ' |',
+             '| epochs trained | ' + ' | '.join(str(table[n]['epochs']) for n in names) + ' |',
+             '| protocol | ' + ' | '.join(table[n]['protocol'] for n in names) + ' |',
+             '| Batch Renorm test mode | ' + ' | '.join(table[n]['bn_mode'] for n in names)
+             + ' |',
+             '| trained on | ' + ' | '.join(str(table[n]['train_device']) for n in names) + ' |']
+    for key, title in ROWS:
+        lines.append('| %s | %s |' % (title, ' | '.join(
+            _cell(table[n].get(key), THESIS_RESULTS[key].get(table[n]['thesis_column']))
+            for n in names)))
+    lines += ['', '## Over seeds', '',
+              'Mean ± sample standard deviation [min–max] over the seeds, beside the thesis. '
+              'Aim: mean within 1 point of Table 3.3 and 5 points of Table 3.2.', '', head,
+              '| seeds | ' + ' | '.join(', '.join(str(r['seed']) for r in table[n]['seeds'])
+                                      for n in names) + ' |',
+              '| epochs trained | ' + ' | '.join(', '.join(str(r['epochs']) for r in
+                                                          table[n]['seeds']) for n in names)
+              + ' |']
+    for key, title in ROWS:
+        lines.append('| %s | %s |' % (title, ' | '.join(_spread(table[n]['over_seeds'].get(key))
+                                                        for n in names)))
+        lines.append('| thesis; aim met | %s |' % ' | '.join(
+            '%s; %s' % ('%.2f' % THESIS_RESULTS[key][table[n]['thesis_column']]
+                        if table[n]['thesis_column'] in THESIS_RESULTS[key] else '—',
+                        {True: 'yes', False: '**no**', None: '—'}[
+                            table[n]['aim_met'].get(key)]) for n in names))
+    for name in names:
+        if table[name].get('recorded'):
+            lines += ['', '**%s** is a recorded measurement, not re-derived by this command: %s'
+                      % (name, table[name]['recorded'])]
+    lines += ['', 'Made by: `%s` at commit `%s`, on %s, %s.' % (
+        prov['command'], prov['commit'], prov['device'], prov['date']),
+        'Per network and seed (weights file and checksum, training commit, epochs, best '
+        'validation epoch) see tables.json.', '']
+    return '\n'.join(lines)
+
+
+def training_log(found):
+    """The per-epoch LogReport entries a found network was trained with."""
+    path = (os.path.join(found.folder, found.entry['log']) if found.origin == 'committed'
+            else os.path.join(found.folder, 'log'))
+    with open(path) as f:
+        return json.load(f)
+
+
+# A run collapsed when its last epoch's training accuracy is this far below its best epoch's.
+COLLAPSE_DROP = 0.10
+
+
+def collapse(log):
+    """Peak and final training accuracy, the largest Elastic Sigmoid scale, and the verdict."""
+    accuracy = [e['main/accuracy'] for e in log]
+    peak = int(np.argmax(accuracy))
+    scales = [max(v for k, v in e.items() if k.startswith('main/elastic_scale_'))
+              for e in log if any(k.startswith('main/elastic_scale_') for k in e)]
+    return {'peak_training_accuracy': round(accuracy[peak], 4), 'peak_epoch': peak + 1,
+            'final_training_accuracy': round(accuracy[-1], 4),
+            'largest_scale': round(max(scales), 3) if scales else None,
+            'collapsed': accuracy[-1] < accuracy[peak] - COLLAPSE_DROP}
+
+
+def plot_elastic_scales(logs, path):
+    """One panel per run: the three Elastic Sigmoid scales and training accuracy per epoch."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(logs), figsize=(4.5 * len(logs), 3.4), squeeze=False)
+    for ax, (title, log) in zip(axes[0], logs.items()):
+        epochs = [e['epoch'] for e in log]
+        for k in (1, 2, 3):
+            ax.plot(epochs, [e['main/elastic_scale_%d' % k] for e in log], label='s, layer %d' % k)
+        ax.set_xlabel('epoch')
+        ax.set_ylabel('Elastic Sigmoid scale s')
+        ax.set_title(title)
+        acc = ax.twinx()
+        acc.plot(epochs, [100 * e['main/accuracy'] for e in log], 'k:', label='train acc.')
+        acc.set_ylim(0, 100)
+        acc.set_ylabel('training accuracy (%)')
+        ax.legend(loc='upper left', fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format='png'))
+    plt.close(fig)
