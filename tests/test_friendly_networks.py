@@ -4,11 +4,11 @@ import chainer.functions as F
 import numpy as np
 import pytest
 
-from runkit.cli import UserError
 from friendly.defaults import NETWORKS, PROTOCOL
 from friendly.networks import build_network
 from friendly.objective import Objective, input_gradient_norm, squared_distance
-from friendly.training import RenormSchedule
+from runkit.cli import UserError
+from runkit.renorm import RenormSchedule
 
 X = np.random.RandomState(0).randint(0, 256, (6, 1, 28, 28)).astype(np.float32)
 T = np.arange(6, dtype=np.int32) % 10
@@ -65,6 +65,7 @@ def test_objective_reports_penalty_when_training():
     with reporter.scope(observation):
         total = objective(X, T)
     assert 'main/gmr_penalty' in observation
+    assert [float(observation['main/elastic_scale_%d' % k]) for k in (1, 2, 3)] == [1.0] * 3
     assert float(total.array) > float(observation['main/loss'].array)
 
 
