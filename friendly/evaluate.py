@@ -22,6 +22,7 @@ from friendly import attack, tables, training, weights
 from friendly.defaults import NETWORKS, PROTOCOL, QUICK, SEEDS, SOURCE, THESIS_RESULTS, VICTIMS
 from friendly.networks import BN_MODE_MEANING, BN_MODES
 from runkit.cli import Parser, UserError, positive_int, run_main
+from runkit.devices import get_device
 from runkit.provenance import provenance, write_json, write_text
 from runkit.runs import runs_root
 
@@ -102,6 +103,7 @@ def main():
     if len(set(seeds)) != len(seeds):
         raise UserError('--seeds lists a seed twice')
     recorded = dict(recorded_column(spec) for spec in args.recorded)
+    get_device(args.device)   # a bad device fails here, not in every training worker
     started = time.time()
 
     def settings(name, seed=None):

@@ -14,6 +14,7 @@ from friendly import mnist
 from friendly.defaults import NETWORKS
 from friendly.training import MONITORS, run_folder, settings_for, train
 from runkit.cli import Parser, positive_int, run_main
+from runkit.devices import get_device
 
 
 def main():
@@ -38,6 +39,7 @@ def main():
                         % mnist.ENV_VAR)
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     args = parser.parse_args()
+    get_device(args.device)   # a bad device is a one-line error before anything starts
     settings = settings_for(args.network, args.quick, args.epochs, args.seed, args.train_subset,
                             args.monitor)
     out = args.out or run_folder(settings)

@@ -9,7 +9,10 @@ def get_device(spec):
     try:
         device = chainer.get_device(spec)
     except Exception as err:  # noqa: BLE001 - Chainer raises several types for a bad spec
-        raise UserError("unknown device %r (%s); use '@numpy' or '@cupy:<gpu id>'"
+        if not str(spec).startswith('@cupy'):
+            raise UserError("unknown device %r; use '@numpy' or '@cupy:<gpu id>'" % (spec,)) \
+                from None
+        raise UserError('device %s is not usable here (%s); try --device @numpy'
                         % (spec, _first_line(err))) from None
     try:
         device.use()
