@@ -1,6 +1,6 @@
 """The thesis's numbers for chapter 3, in one table that every `friendly` script reads.
 
-NETWORKS is thesis Table 3.1 (SPEC Part A); PROTOCOL holds what all networks share.
+NETWORKS is thesis Table 3.1; PROTOCOL holds what all networks share (thesis 3.3).
 """
 import collections
 
