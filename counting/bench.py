@@ -12,14 +12,15 @@ import tempfile
 import time
 
 import counting  # noqa: F401
-import chainer
 import numpy as np
 
 from counting import defaults, networks, sample, shapes, trained
 from counting import saliency as sal
-from runkit.cli import Parser, positive_int, run_main
-from counting.train import CountLoss, OPTIMIZERS
+from counting.training import OPTIMIZERS, CountLoss
+from runkit.cli import Parser, UserError, positive_int, run_main
+from runkit.devices import get_device
 from runkit.provenance import provenance, write_json
+from runkit.runs import runs_root
 
 
 def bench_sampler(n_images, workers, shape_limit=10):
@@ -50,11 +51,11 @@ def example_batch(n, height, width, types=('tri', 'sq'), shape_limit=5, scale=(8
     return np.array(xs, dtype=np.uint8), np.array(ts, dtype=np.float32)
 
 
-def bench_training(name, height, width, batch, iterations, device, activation, renorm):
-    model = networks.build(name, 2, height, width, activation, renorm)
+def bench_training(name, height, width, batch, iterations, device, activation, batch_renorm):
+    model = networks.build(name, 2, height, width, activation, batch_renorm)
     model.to_device(device)
     loss = CountLoss(model)
-    opt = OPTIMIZERS['momentum_sgd'](0.001)
+    opt = OPTIMIZERS['momentum_sgd'](0.001, defaults.TRAIN['momentum'])
     opt.setup(loss)
     x, t = example_batch(batch, height, width)
     x = device.send(x.astype(np.float32) / 255)
@@ -97,7 +98,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    device = trained.get_device(args.device)
+    device = get_device(args.device)
     out = {}
     print('sampler, 1000x1000, shape limit 10, %d images:' % args.sampler_images)
     out['sampler'] = []
@@ -119,12 +120,11 @@ def main(argv=None):
     for r in out['training']:
         print('  %s %s batch %d: %.2f images/s' % (r['network'], r['image'], r['batch'],
                                                     r['images_per_second']))
-    run = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'runs',
-                       'counting', 'default')
+    run = os.path.join(runs_root('counting'), 'default')
     try:
-        model, s = trained.load(run, args.device)
+        model, s = trained.load(run, device)
         which = 'trained default run'
-    except Exception:  # noqa: BLE001 - fall back to an untrained network of the same shape
+    except UserError:   # no usable default run: an untrained network of the same shape
         np.random.seed(0)
         model = networks.build(d['network'], 2, h, w, d['activation'], d['batch_renorm'])
         model.to_device(device)

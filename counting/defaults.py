@@ -1,4 +1,4 @@
-"""One table of defaults for every counting script (thesis chapter 2 / SPEC Part B).
+"""One table of defaults for every counting script (thesis chapter 2).
 
 Each script reads its defaults from here so the thesis values live in one place.
 """
@@ -11,7 +11,9 @@ SAMPLER = {
     'shape_rotations': True,
     'shape_scaling': True,
     'scale_bounds': (10, 20),
-    'limit_scale_resampling': False,   # one scale per image (Guan & Loew 2021)
+    # False: each shape draws its own scale. True: one scale for all shapes of an image, so the
+    # shape pixels do not reveal the count (Guan & Loew 2021's remedy, thesis 2.2.3).
+    'limit_scale_resampling': False,
     'shape_color': (0, 0, 255),
     'seed': 0,
     'workers': 1,
@@ -30,20 +32,19 @@ TRAIN_PRESETS = {
                     'num_images': 8000, 'shape_types': ['tri', 'sq'], 'scale_bounds': [14, 24],
                     'limit_scale_resampling': False, 'seed': 1},
         'network': 'convolutional',
-        # SoftPlus: smooth (the localisation needs f'' != 0) and, in our runs, counts as well as
-        # ReLU; Modified SoftPlus with b = 1.1 is nearly linear over the range BRN produces and
-        # learns markedly worse here (see results/counting/metrics.md).
+        # SoftPlus: smooth (the localisation needs f'' != 0) and counts as well as ReLU here;
+        # Modified SoftPlus with b = 1.1 counts worse (results/counting/metrics.md).
         'activation': 'softplus',
         'batch_renorm': True,
         'epochs': 40,
         'batch_size': 20,
-        # RMSprop (one of the thesis's optimisers): momentum SGD at lr 0.07 diverged or left the
-        # ReLU output dead at this size in our trials.
+        # RMSprop (one of the thesis's optimisers): momentum SGD at lr 0.07 can leave the ReLU
+        # output dead at this size.
         'optimizer': 'rmsprop',
         'lr': 0.001,
-        'lr_drops': 3,                 # learning rate x0.1 at every third of the run
+        'lr_stages': 3,                # the run in 3 equal stages, learning rate x0.1 at each
         'test_fraction': 0.1,
-        'brn_loss_threshold': 3.0,
+        'batch_renorm_loss_threshold': 3.0,
     },
     'thesis': {
         'dataset': {'image_width': 1000, 'image_height': 1000, 'shape_limit': 10,
@@ -56,9 +57,9 @@ TRAIN_PRESETS = {
         'batch_size': 20,
         'optimizer': 'momentum_sgd',
         'lr': 0.07,
-        'lr_drops': 3,
+        'lr_stages': 3,
         'test_fraction': 0.1,
-        'brn_loss_threshold': 3.0,
+        'batch_renorm_loss_threshold': 3.0,
     },
 }
 
@@ -67,11 +68,11 @@ TRAIN = {
     'snapshot_every': 10,              # epochs between trainer snapshots
     'seed': 0,
     'device': '@numpy',
-    # Batch Renormalization schedule: once the epoch's last training loss < threshold,
-    # rmax = dmax = 1.1; then every 20 epochs both step to 10, 100, 1000.
-    'brn_first': 1.1,
-    'brn_steps': (10.0, 100.0, 1000.0),
-    'brn_step_every': 20,
+    # Batch Renormalization schedule (runkit.renorm.RenormSchedule): the first epoch whose last
+    # training loss is below the preset's threshold sets rmax = dmax = 1.1; every 20 epochs
+    # after that, the next step.
+    'batch_renorm_steps': (1.1, 10.0, 100.0, 1000.0),
+    'batch_renorm_step_epochs': 20,
     # Pixels enter the network as float32 in [0, 1] (uint8 / 255). Choice: the thesis does not
     # say; this keeps lr 0.07 stable without Batch Renormalization.
     'input_scale': 1.0 / 255.0,

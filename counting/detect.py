@@ -17,8 +17,11 @@ from PIL import Image, ImageDraw
 from counting import data as data_mod
 from counting import defaults, localisation_metrics as lm, saliency as sal, shapes, trained
 from counting.activations import ACTIVATIONS
-from runkit.cli import Parser, UserError, positive_float, positive_int, run_main
+from runkit.cli import (Parser, UserError, non_negative_int, positive_float, positive_int,
+                        run_main)
+from runkit.devices import get_device
 from runkit.provenance import provenance, write_json, write_text
+from runkit.runs import runs_root
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOX_COLOURS = [(255, 255, 0), (255, 0, 0), (0, 255, 0), (255, 0, 255), (0, 255, 255),
@@ -100,13 +103,13 @@ def write_image_outputs(folder, image_u8, graph, found):
 def build_parser():
     d = defaults.DETECT
     p = Parser(prog='counting/detect.py', description=__doc__.splitlines()[0])
-    p.add_argument('run', nargs='?', default=os.path.join(ROOT, 'runs', 'counting', 'default'),
+    p.add_argument('run', nargs='?', default=os.path.join(runs_root('counting'), 'default'),
                    help='run folder from counting/train.py (default: runs/counting/default)')
     p.add_argument('--dataset', help='use this dataset (with annotations) instead of the '
                    "run's held-out split")
     p.add_argument('--images', type=positive_int, default=8,
                    help='number of images to process (default %(default)s)')
-    p.add_argument('--save-pictures', type=int, default=None,
+    p.add_argument('--save-pictures', type=non_negative_int, default=None,
                    help='write pictures for only the first K images (default: all)')
     p.add_argument('--threshold', type=positive_float, default=d['threshold'],
                    help='importance threshold (default %(default)g, the original\'s)')
@@ -131,8 +134,7 @@ def pick_images(args, settings):
     if args.dataset:
         indices = list(range(len(dataset)))
     else:
-        position = {n: i for i, n in enumerate(dataset.names)}
-        indices = [position[n] for n in settings['test_names']]
+        indices = trained.held_out_indices(dataset, settings)
     return dataset, indices[:args.images]
 
 
@@ -148,8 +150,8 @@ def metrics_table(rows):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    device = trained.get_device(args.device)
-    model, s = trained.load(args.run, args.device)
+    device = get_device(args.device)
+    model, s = trained.load(args.run, device)
     out = args.out or os.path.join(args.run, 'detect')
     dataset, indices = pick_images(args, s)
     rule = selection_rule(args.selection, args.threshold)

@@ -2,13 +2,17 @@
 
     python counting/make_results.py [--images 50] [--force]
 
-Runs (under runs/counting/, reused when already there unless --force): the default preset
-(SoftPlus) and the same configuration with relu, Modified SoftPlus and sigmoid. Writes figures
-analogous to thesis Figures 2.3-2.7, metrics.md and metrics.json, each figure with a sidecar
-JSON of its provenance.
+Runs (under runs/counting/): the default preset (SoftPlus) and the same configuration with
+relu, Modified SoftPlus and sigmoid. A run is reused only when its settings.json shows the
+settings asked for, a test or localisation output only when it was made by the same command from
+the same model.npz; anything else is redone (everything with --force). Writes figures analogous
+to thesis Figures 2.3-2.7, metrics.md and metrics.json, each figure with a sidecar JSON of its
+provenance.
 """
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -16,34 +20,82 @@ import counting  # noqa: F401
 import numpy as np
 from PIL import Image
 
+from counting import training
 from runkit.cli import Parser, UserError, positive_int, run_main
 from runkit.provenance import atomic_write, provenance, write_json, write_text
+from runkit.runs import runs_root
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNS = os.path.join(ROOT, 'runs', 'counting')
+RUNS = runs_root('counting')
 OUT = os.path.join(ROOT, 'results', 'counting')
+PRESET = 'default'
 
-# Runs compared: name -> extra train.py flags on top of the default preset.
+# Runs compared: name -> settings overriding the default preset (train.py flags of those names).
 VARIANTS = {
-    'default': [],                                      # softplus
-    'relu': ['--activation', 'relu'],
-    'modified_softplus': ['--activation', 'modified_softplus'],
-    'sigmoid': ['--activation', 'sigmoid'],
+    'default': {},                                      # softplus
+    'relu': {'activation': 'relu'},
+    'modified_softplus': {'activation': 'modified_softplus'},
+    'sigmoid': {'activation': 'sigmoid'},
 }
+# Beside each test/detect output: the command and model it was made from.
+MADE_FROM = 'made_from.json'
 
 
-def step(args, done, force, log):
-    """Run one script unless its output `done` exists; remember the command for provenance."""
-    command = ['python'] + [os.path.relpath(a, ROOT) if isinstance(a, str) and
-                            a.startswith(ROOT) else str(a) for a in args]
-    log.append(' '.join(command))
-    if os.path.exists(done) and not force:
-        print('reusing %s' % os.path.relpath(done, ROOT))
-        return
-    print('running: %s' % ' '.join(command), flush=True)
+def shown(args):
+    """A command as recorded: 'python' and paths relative to the checkout."""
+    return ['python'] + [os.path.relpath(a, ROOT) if isinstance(a, str) and
+                         a.startswith(ROOT + os.sep) else str(a) for a in args]
+
+
+def run_script(args):
+    print('running: %s' % ' '.join(shown(args)), flush=True)
     proc = subprocess.run([sys.executable] + [str(a) for a in args], cwd=ROOT)
     if proc.returncode != 0:
-        raise UserError('step failed (exit %d): %s' % (proc.returncode, ' '.join(command)))
+        raise UserError('step failed (exit %d): %s' % (proc.returncode, ' '.join(shown(args))))
+
+
+def train_step(out, overrides, workers, force, log):
+    """Train the run unless `out` holds a finished run of exactly these settings.
+    Returns whether it trained."""
+    args = [os.path.join(ROOT, 'counting', 'train.py'), '--preset', PRESET, '--out', out,
+            '--no-progress', '--workers', workers]
+    for key, value in overrides.items():
+        flag = key.replace('_', '-')
+        args += ['--' + flag] if value is True else ['--no-' + flag] if value is False else \
+            ['--' + flag, value]
+    log.append(' '.join(shown(args)))
+    wanted = training.resolve_settings(PRESET, overrides)
+    if not force and training.finished(out, wanted):
+        print('reusing %s (same settings)' % os.path.relpath(out, ROOT))
+        return False
+    run_script(args)
+    return True
+
+
+def file_sha1(path):
+    digest = hashlib.sha1()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def output_step(args, folder, done, model, force, log):
+    """Run test.py/detect.py into `folder` unless `done` there was made by the same command
+    from the same model file; a rerun starts from an empty folder."""
+    command = shown(args)
+    log.append(' '.join(command))
+    key = {'command': command, 'model_sha1': file_sha1(model)}
+    stamp = os.path.join(folder, MADE_FROM)
+    if not force and os.path.exists(done) and os.path.exists(stamp):
+        with open(stamp) as f:
+            if json.load(f) == key:
+                print('reusing %s' % os.path.relpath(done, ROOT))
+                return
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)   # outputs of another model or command
+    run_script(args)
+    write_json(stamp, key)
 
 
 def load_png(path):
@@ -263,21 +315,22 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     here = os.path.join(ROOT, 'counting')
     log = []
-    for run, flags in VARIANTS.items():
+    for run, overrides in VARIANTS.items():
         out = os.path.join(RUNS, run)
-        step([os.path.join(here, 'train.py'), '--out', out, '--no-progress', '--workers',
-              args.workers] + flags, os.path.join(out, 'model.npz'), args.force, log)
-        step([os.path.join(here, 'test.py'), out], os.path.join(out, 'test', 'metrics.json'),
-             args.force, log)
-        detect = [os.path.join(here, 'detect.py'), out, '--images', args.images,
-                  '--save-pictures', 4]
+        model = os.path.join(out, 'model.npz')
+        train_step(out, overrides, args.workers, args.force, log)
+        test_folder = os.path.join(out, 'test')
+        output_step([os.path.join(here, 'test.py'), out], test_folder,
+                    os.path.join(test_folder, 'metrics.json'), model, args.force, log)
+        detect_out = detect_folder(run)
         if run == 'relu':
             detect = [os.path.join(here, 'detect.py'), out, '--images', 4, '--saliency-only']
-            done = os.path.join(out, 'detect')
+            done = detect_out
         else:
-            detect += ['--sweep'] if run == 'default' else []
-            done = os.path.join(out, 'detect', 'metrics.json')
-        step(detect, done, args.force, log)
+            detect = [os.path.join(here, 'detect.py'), out, '--images', args.images,
+                      '--save-pictures', 4] + (['--sweep'] if run == 'default' else [])
+            done = os.path.join(detect_out, 'metrics.json')
+        output_step(detect, detect_out, done, model, args.force, log)
     with open(os.path.join(RUNS, 'default', 'settings.json')) as f:
         s = json.load(f)
     extra = {'seed': s['seed'], 'epochs': s['epochs'], 'device': s['device']}

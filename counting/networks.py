@@ -3,12 +3,17 @@
 Each conv is followed by Batch Renormalization (when enabled; the conv then has no bias) and the
 chosen activation. The final linear layer is sized from the input: 1000x1000 gives the thesis's
 80 features for ConvolutionalLarge.
+
+Batch Renormalization is runkit's link (shared with `friendly`): its rmax/dmax are saved with the
+model and in trainer snapshots. Training renormalises; test mode (chainer.config.train False)
+uses the running averages.
 """
 import chainer
 import chainer.functions as F
 import chainer.links as L
 
 from counting.activations import ACTIVATIONS
+from runkit.renorm import BatchRenormalization
 
 # (in, out, ksize, stride, pad) per convolution.
 CONVOLUTIONAL_LAYERS = [(3, 10, 7, 5, 0), (10, 10, 7, 5, 0), (10, 10, 3, 5, 0)]
@@ -34,7 +39,7 @@ class CountingNetwork(chainer.Chain):
     """Convolutions -> [Batch Renormalization] -> activation, then linear -> ReLU counts."""
 
     layers = None
-    brn_decay = None
+    batch_renorm_decay = None
 
     def __init__(self, n_types, image_height, image_width, activation='modified_softplus',
                  batch_renorm=True):
@@ -53,8 +58,8 @@ class CountingNetwork(chainer.Chain):
                 L.Convolution2D(i, o, k, stride=s, pad=p, nobias=batch_renorm)
                 for i, o, k, s, p in self.layers])
             if batch_renorm:
-                self.norms = chainer.ChainList(*[
-                    L.BatchRenormalization(o, rmax=1, dmax=0, decay=self.brn_decay)
+                self.batch_renorms = chainer.ChainList(*[
+                    BatchRenormalization(o, decay=self.batch_renorm_decay)
                     for _, o, _, _, _ in self.layers])
             self.out = L.Linear(self.n_features, n_types)
 
@@ -63,27 +68,27 @@ class CountingNetwork(chainer.Chain):
         for k, conv in enumerate(self.convs):
             h = conv(h)
             if self.batch_renorm:
-                h = self.norms[k](h)
+                h = self.batch_renorms[k](h)
             h = self.activation(h)
         return h
 
     def forward(self, x):
         return F.relu(self.out(self.features(x)))
 
-    def renorm_links(self):
-        return list(self.norms) if self.batch_renorm else []
+    def batch_renorm_links(self):
+        return list(self.batch_renorms) if self.batch_renorm else []
 
 
 class Convolutional(CountingNetwork):
     """Three convolutions (k7 s5, k7 s5, k3 s5, 10 maps each); Batch Renormalization decay 0.99."""
     layers = CONVOLUTIONAL_LAYERS
-    brn_decay = 0.99
+    batch_renorm_decay = 0.99
 
 
 class ConvolutionalLarge(CountingNetwork):
     """Ten convolutions (30..70 maps); Batch Renormalization decay 0.95; needs >= 835 pixels."""
     layers = CONVOLUTIONAL_LARGE_LAYERS
-    brn_decay = 0.95
+    batch_renorm_decay = 0.95
 
 
 # Registry: CLI names -> network class.

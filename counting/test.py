@@ -15,7 +15,9 @@ import numpy as np
 from counting import data as data_mod
 from counting import trained
 from runkit.cli import Parser, UserError, positive_int, run_main
+from runkit.devices import get_device
 from runkit.provenance import atomic_write, provenance, write_json, write_text
+from runkit.runs import runs_root
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -91,7 +93,7 @@ def scatter(path, pred, truth, types, title):
 
 def build_parser():
     p = Parser(prog='counting/test.py', description=__doc__.splitlines()[0])
-    p.add_argument('run', nargs='?', default=os.path.join(ROOT, 'runs', 'counting', 'default'),
+    p.add_argument('run', nargs='?', default=os.path.join(runs_root('counting'), 'default'),
                    help='run folder from counting/train.py (default: runs/counting/default)')
     p.add_argument('--dataset', help='test on every image of this dataset instead')
     p.add_argument('--out', help='output folder (default RUN/test)')
@@ -102,8 +104,8 @@ def build_parser():
 
 def evaluate_run(run, dataset_dir=None, device_spec='@numpy', batch_size=100):
     """(metrics dict, predictions, truths, types) of a run on its split or on a dataset."""
-    device = trained.get_device(device_spec)
-    model, s = trained.load(run, device_spec)
+    device = get_device(device_spec)
+    model, s = trained.load(run, device)
     folder = dataset_dir or os.path.join(ROOT, s['dataset_folder'])
     dataset = data_mod.ShapeDataset(folder)
     if dataset.types != s['types']:
@@ -117,8 +119,7 @@ def evaluate_run(run, dataset_dir=None, device_spec='@numpy', batch_size=100):
         indices = np.arange(len(dataset))
         train_idx = np.arange(len(dataset))
     else:
-        position = {n: i for i, n in enumerate(dataset.names)}
-        indices = np.array([position[n] for n in s['test_names']])
+        indices = np.array(trained.held_out_indices(dataset, s))
         train_idx = np.setdiff1d(np.arange(len(dataset)), indices)
     pred = predict(model, dataset.images[indices] if len(indices) < 5000 else
                    _Lazy(dataset.images, indices), s['input_scale'], device, batch_size)

@@ -59,17 +59,48 @@ def test_other_scripts_report_bad_input(tmp_path):
                           'truths file not found')
 
 
+def _gpu_available():
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # noqa: BLE001 - no CUDA here
+        return False
+
+
+@pytest.mark.parametrize('script', ['train.py', 'test.py', 'detect.py'])
+def test_unknown_device_is_one_line(script):
+    assert_one_line_error(run(script, '--device', 'bogus', ok=False), "unknown device 'bogus'")
+
+
+@pytest.mark.skipif(_gpu_available(), reason='a GPU is usable here')
+def test_gpu_device_without_gpu_is_one_line():
+    assert_one_line_error(run('test.py', '--device', '@cupy:0', ok=False), '@cupy:0')
+
+
+@pytest.mark.parametrize('script', ['test.py', 'detect.py'])
+def test_a_run_of_another_package_is_refused(script, tmp_path):
+    folder = tmp_path / 'friendly_run'
+    folder.mkdir()
+    (folder / 'settings.json').write_text(json.dumps(
+        {'settings': {'network': 'S', 'seed': 1}, 'finished': True}))
+    (folder / 'model.npz').write_bytes(b'')
+    assert_one_line_error(run(script, folder, ok=False), 'is not a counting run')
+
+
 def test_pipeline_end_to_end(tmp_path):
     data, out = tmp_path / 'data', tmp_path / 'run'
     run('sample.py', data, 60, 3, '--image-width', 87, '--image-height', 87, '--scale-bounds',
         8, 14, '--seed', 2, '--workers', 2)
     run('train.py', '--dataset', data, '--out', out, '--epochs', 2, '--snapshot-every', 1,
-        '--no-progress', '--workers', 1)
+        '--lr-stages', 2, '--no-progress', '--workers', 1)
     settings = json.loads((out / 'settings.json').read_text())
     assert settings['provenance']['commit'] and settings['epochs'] == 2
+    assert settings['lr_stages'] == 2 and settings['finished']
+    log = json.loads((out / 'log').read_text())
+    assert [entry['lr'] for entry in log] == pytest.approx([1e-3, 1e-4])
     assert (out / 'snapshot_epoch_2').exists() and (out / 'loss.png').exists()
     proc = run('train.py', '--dataset', data, '--out', out, '--epochs', 3, '--resume',
-               '--no-progress')
+               '--lr-stages', 2, '--no-progress')
     assert 'resumed from' in proc.stdout and 'epoch 2' in proc.stdout
     run('test.py', out)
     metrics = json.loads((out / 'test' / 'metrics.json').read_text())

@@ -8,6 +8,7 @@ from chainer import gradient_check
 
 from counting import networks
 from counting.activations import ACTIVATIONS, modified_softplus
+from runkit.renorm import BatchRenormalization
 
 
 def test_large_network_at_thesis_size_has_80_features():
@@ -26,6 +27,48 @@ def test_small_network_shapes(size, features):
     assert model.n_features == features
     if size[0] < 500:
         assert model(np.ones((3, 3) + size, dtype=np.float32)).shape == (3, 1)
+
+
+@pytest.mark.parametrize('name,size,decay', [('convolutional', 87, 0.99),
+                                             ('convolutional_large', 835, 0.95)])
+def test_batch_renorm_is_runkits_link_with_the_networks_decay(name, size, decay):
+    model = networks.build(name, 2, size, size, 'softplus', True)
+    links = model.batch_renorm_links()
+    assert len(links) == len(model.layers)
+    assert all(type(link) is BatchRenormalization for link in links)
+    assert {link.decay for link in links} == {decay}
+    assert {(link.rmax, link.dmax) for link in links} == {(1.0, 0.0)}
+    assert networks.build(name, 2, size, size, 'softplus', False).batch_renorm_links() == []
+
+
+def test_rmax_dmax_are_saved_with_the_model(tmp_path):
+    model = networks.build('convolutional', 2, 87, 87, 'softplus', True)
+    for k, link in enumerate(model.batch_renorm_links()):
+        link.rmax, link.dmax = 10.0 + k, 5.0 + k
+    chainer.serializers.save_npz(str(tmp_path / 'model.npz'), model)
+    loaded = networks.build('convolutional', 2, 87, 87, 'softplus', True)
+    chainer.serializers.load_npz(str(tmp_path / 'model.npz'), loaded)
+    assert [(link.rmax, link.dmax) for link in loaded.batch_renorm_links()] == \
+        [(10.0, 5.0), (11.0, 6.0), (12.0, 7.0)]
+
+
+def test_batch_renorm_trains_on_the_batch_and_tests_on_running_averages():
+    model = networks.build('convolutional', 2, 87, 87, 'softplus', True)
+    link = model.batch_renorms[0]
+    x = np.random.RandomState(0).uniform(2, 4, (6, 10, 5, 5)).astype(np.float32)
+    with chainer.using_config('train', True):
+        y = link(x).array   # renormalised: per channel mean 0, variance 1 over the batch
+    np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0, atol=1e-5)
+    np.testing.assert_allclose(y.var(axis=(0, 2, 3)), 1, atol=1e-3)
+    assert link.avg_mean.mean() == pytest.approx(0.01 * x.mean(), rel=1e-3)   # decay 0.99
+    with chainer.using_config('train', False):
+        y = link(x).array   # the running averages, left as they were
+        averages = link.avg_mean.copy()
+        expected = (x - link.avg_mean[None, :, None, None]) / np.sqrt(
+            link.avg_var[None, :, None, None] + link.eps)
+        np.testing.assert_allclose(y, expected, rtol=1e-5)
+        link(x)
+    np.testing.assert_array_equal(link.avg_mean, averages)
 
 
 def test_large_network_rejects_small_images():
