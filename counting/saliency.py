@@ -107,12 +107,12 @@ def localise(saliency, importance_fn, n_shapes, select):
     """The localisation loop. Returns one dict per found set: seed, mask, importance, box.
 
     saliency: (H, W) map; importance_fn(row, col) -> (H, W) second-derivative map;
-    n_shapes: how many sets to look for (round of the network's total count);
+    n_shapes: the network's total count; at most round(n_shapes) sets are looked for;
     select: importance map -> boolean mask of qualifying pixels.
     """
     assigned = np.zeros(saliency.shape, dtype=bool)
     found = []
-    for _ in range(max(0, int(n_shapes))):
+    for _ in range(max(0, int(round(n_shapes)))):
         if assigned.all():
             break
         candidates = np.where(assigned, -np.inf, saliency)

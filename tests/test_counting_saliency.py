@@ -92,13 +92,40 @@ def test_relu_network_is_reported_not_silently_empty():
         sal.localise(graph.saliency, graph.importance, 2, sal.select_threshold(5e-10))
 
 
-def test_localise_stops_at_count_and_skips_assigned_pixels():
+def seed_row(row, col):
+    """Importance map selecting the seed's own row: each set takes one row of a 4x4 image."""
+    importance = np.zeros((4, 4))
+    importance[row] = 1
+    return importance
+
+
+@pytest.mark.parametrize('count,sets', [(2, 2), (2.6, 3), (1.4, 1), (0.3, 0)])
+def test_localise_stops_at_rounded_count(count, sets):
+    saliency = np.arange(16, dtype=float).reshape(4, 4)
+    seeds = []
+
+    def importance(row, col):
+        seeds.append((row, col))
+        return seed_row(row, col)
+
+    found = sal.localise(saliency, importance, count, sal.select_threshold(0.5))
+    # four rows could give four sets: the loop must stop at round(count), asking no more maps
+    assert len(found) == len(seeds) == sets
+    assert [f['seed'] for f in found] == [(3, 3), (2, 3), (1, 3)][:sets]
+    assert [f['box'] for f in found] == [(0, 3, 3, 3), (0, 2, 3, 2), (0, 1, 3, 1)][:sets]
+
+
+def test_localise_skips_assigned_pixels_and_stops_when_all_are_assigned():
     saliency = np.arange(16, dtype=float).reshape(4, 4)
     everything = lambda r, c: np.ones((4, 4))  # noqa: E731
     found = sal.localise(saliency, everything, 3, sal.select_threshold(0.5))
-    assert len(found) == 1 or all(not f['mask'].any() for f in found[1:])
+    assert len(found) == 1
     assert found[0]['mask'].all() and found[0]['seed'] == (3, 3)
-    assert sal.localise(saliency, everything, 0, sal.select_threshold(0.5)) == []
+    # a set never takes pixels of an earlier one, even when its importance selects them
+    found = sal.localise(saliency, lambda r, c: np.ones((4, 4)) if r < 3 else seed_row(r, c),
+                         2, sal.select_threshold(0.5))
+    assert found[1]['seed'] == (2, 3) and not found[1]['mask'][3].any()
+    assert found[1]['mask'][:3].all()
 
 
 def test_picture_uses_tenth_root():
