@@ -1,4 +1,4 @@
-"""Random shape images: templates, placement without overlap, drawing (SPEC Part B sampler).
+"""Random shape images: templates, placement without overlap, drawing (thesis 2.2 sampler).
 
 Everything about one image is drawn from its own generator, seeded by (seed, image index), so a
 dataset is identical whatever the number of workers.
