@@ -1,2 +1,1 @@
 """MNIST FC-100-100-10 networks with the thesis's adversarial defences (thesis chapter 3)."""
-from friendly.pairwise_difference import pairwise_difference, PairwiseDifference  # noqa: F401

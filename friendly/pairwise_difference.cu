@@ -7,47 +7,55 @@
 //                  with D[n, i, j] = (sum_o gy[n, o] w[o, k]) * s'(v[n, i] - v[n, j])
 // Every sigmoid is recomputed where it is needed; no kernel stores more than a tile of them.
 //
-// Defined in front of this source (friendly/pd_kernels.py, or -D flags for the CPU emulation):
-//   PD_REAL  float or double
-//   PD_QN    patches per thread (1..4): a block covers PD_BN = 8 * PD_QN patches
-//   PD_QO    output tile factor (1..4): forward and weight-gradient blocks cover 32 * PD_QO
-//            outputs
-// All kernels run PD_THREADS threads per block in one dimension; outputs written with atomicAdd
-// must be zeroed before the launch. Indices into the (N, P) and (N, O) arrays are 32-bit
-// (the launcher checks N*P and N*O < 2**31); indices into w and gw are 64-bit.
+// Defined in front of this source (friendly/pd_kernels.py's defines(): prepended by the CuPy
+// launcher, -D flags for nvcc and the CPU emulation):
+//   PD_REAL     float or double
+//   PD_QN       patches per thread (1..4): a block covers PD_BN = PD_TN * PD_QN patches
+//   PD_QO       output tile factor (1..4): forward and weight-gradient blocks cover
+//               PD_TO * PD_QO outputs
+//   PD_THREADS  threads per block, in one dimension
+//   PD_TN       threads along patches
+//   PD_TO       threads along outputs, forward (one warp)
+//   PD_KT       pairs k per forward step
+//   PD_GK       pairs per block, weight gradient
+//   PD_RT       reference elements r per block, patch gradient (one per lane)
+//   PD_MC       partner elements per step, patch gradient
+// Outputs written with atomicAdd must be zeroed before the launch. Indices into the (N, P) and
+// (N, O) arrays are 32-bit (the launcher checks N*P and N*O < 2**31); indices into w and gw are
+// 64-bit.
 
-#ifndef PD_REAL
-#error "define PD_REAL (float or double) before this source"
-#endif
-#ifndef PD_QN
-#error "define PD_QN (1..4) before this source"
-#endif
-#ifndef PD_QO
-#error "define PD_QO (1..4) before this source"
+#if !defined(PD_REAL) || !defined(PD_QN) || !defined(PD_QO) || !defined(PD_THREADS) || \
+    !defined(PD_TN) || !defined(PD_TO) || !defined(PD_KT) || !defined(PD_GK) ||          \
+    !defined(PD_RT) || !defined(PD_MC)
+#error "define PD_REAL, PD_QN, PD_QO and the block shape (friendly/pd_kernels.py defines())"
 #endif
 
 typedef PD_REAL real_t;
 
-#define PD_THREADS 256
-#define PD_TN 8                  // threads along patches
-#define PD_TO 32                 // threads along outputs or along elements (one warp)
 #define PD_BN (PD_TN * PD_QN)    // patches per block
 #define PD_BO (PD_TO * PD_QO)    // outputs per block, forward
-#define PD_KT 32                 // pairs k per forward step
 #define PD_KT_ROW (PD_KT + 4)    // forward tile row: 16-byte aligned, conflict-free 16-byte reads
 #define PD_FW_LOADS (PD_KT * PD_BO / PD_THREADS)  // weights each thread loads per forward step
-#define PD_GK 128                // pairs per block, weight gradient (8 per thread)
 #define PD_GO (32 * PD_QO)       // outputs per block, weight gradient (2 * PD_QO per thread)
 #define PD_GN 8                  // patches per step, weight gradient
 #define PD_GW_SIGMOIDS (PD_GN * PD_GK / PD_THREADS)  // sigmoids each thread makes per step
 #define PD_GW_GY_LOADS (PD_GN * PD_GO / PD_THREADS)  // output gradients each thread loads
 #define PD_GW_BLOCKS_PER_SM (sizeof(PD_REAL) == 4 ? 2 : 1)  // float fits 128 registers, double not
-#define PD_RT 32                 // reference elements r per block, patch gradient (one per lane)
-#define PD_MC 8                  // partner elements per step, patch gradient
 #define PD_MC_ROW (PD_MC + 4)    // weight tile row: 16-byte aligned, conflict-free 16-byte reads
 #define PD_OC 8                  // outputs per step, patch gradient
 #define PD_GV_LOADS (PD_OC * PD_MC * PD_RT / PD_THREADS)  // weights each thread loads per step
 #define PD_COL_PARTS (PD_THREADS / (PD_TN * PD_MC))  // threads per column sum, patch gradient
+
+// What the thread layouts below rely on.
+static_assert(PD_TN * PD_TO == PD_THREADS, "forward: a PD_TN x PD_TO grid of threads");
+static_assert(PD_THREADS % PD_KT == 0 && PD_KT % 4 == 0 && PD_KT * PD_BO % PD_THREADS == 0,
+              "forward: whole tile rows per fill, 16-byte reads along the pairs");
+static_assert(PD_THREADS == 256 && PD_GK == 128 && PD_GO == PD_BO,
+              "pd_grad_w: 16 x 16 threads, each 8 pairs x 2 * PD_QO outputs");
+static_assert(PD_RT * PD_TN == PD_THREADS && PD_MC * PD_RT == PD_THREADS && PD_MC % 4 == 0,
+              "pd_grad_patches: one element per lane, one weight per thread and output step");
+static_assert(PD_COL_PARTS >= 1 && PD_RT % PD_COL_PARTS == 0,
+              "pd_grad_patches: column sums split evenly over threads");
 
 __device__ __forceinline__ float pd_exp(float x) { return expf(x); }
 __device__ __forceinline__ double pd_exp(double x) { return exp(x); }

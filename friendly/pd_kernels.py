@@ -1,10 +1,10 @@
-"""CUDA kernels of Pairwise Difference on patch rows, their launch geometry, and a reference.
+"""CUDA kernels of Pairwise Difference on patch rows: their launch geometry, build and launch.
 
 Works on patch rows v (N, P), weights w (O, P*P) with w[o, i*P + j] multiplying
 sigmoid(v[n, i] - v[n, j]), output gradients gy (N, O). The kernels live in
 pairwise_difference.cu; this module builds them once per device, dtype and tile shape and launches
-them. It imports only numpy (cupy when a kernel is launched) so that it can be tested without
-Chainer; the geometry functions are plain Python, shared with the CPU emulation test.
+them. It imports only numpy (cupy when a kernel is launched), so it loads without a GPU; the
+geometry functions are plain Python, shared with the CPU emulation test.
 """
 import os
 
@@ -12,12 +12,16 @@ import numpy
 
 SOURCE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pairwise_difference.cu')
 
-# Must match pairwise_difference.cu.
-THREADS = 256
-FORWARD_PAIRS_PER_STEP = 32    # PD_KT
-GRAD_W_PAIRS = 128             # PD_GK (the outputs per block, PD_GO, are 32 * qo)
-GRAD_PATCHES_ELEMENTS = 32     # PD_RT
-GRAD_PATCHES_PARTNERS = 8      # PD_MC
+# The kernels' block shape. defines() hands these to pairwise_difference.cu, which checks the
+# relations its thread layouts rely on, so this is their only definition.
+THREADS = 256                  # PD_THREADS: threads per block
+PATCH_THREADS = 8              # PD_TN: threads along patches; a block covers 8 * qn patches
+OUTPUT_THREADS = 32            # PD_TO: threads along outputs; a block covers 32 * qo outputs
+FORWARD_PAIRS_PER_STEP = 32    # PD_KT: pairs k per forward step
+GRAD_W_PAIRS = 128             # PD_GK: pairs per weight-gradient block
+GRAD_PATCHES_ELEMENTS = 32     # PD_RT: reference elements per patch-gradient block
+GRAD_PATCHES_PARTNERS = 8      # PD_MC: partner elements per patch-gradient step
+KERNELS = ('pd_forward', 'pd_grad_w', 'pd_grad_patches')
 
 _DTYPES = {numpy.dtype(numpy.float32): 'float', numpy.dtype(numpy.float64): 'double'}
 
@@ -28,7 +32,8 @@ def _ceil_div(a, b):
 
 def tile_factors(n_patches, n_out):
     """(PD_QN, PD_QO): the smallest per-thread tile that covers the problem, at most 4 x 4."""
-    return min(4, _ceil_div(n_patches, 8)), min(4, _ceil_div(n_out, 32))
+    return (min(4, _ceil_div(n_patches, PATCH_THREADS)),
+            min(4, _ceil_div(n_out, OUTPUT_THREADS)))
 
 
 def _split(steps, tiles, target_blocks):
@@ -38,7 +43,8 @@ def _split(steps, tiles, target_blocks):
 
 def forward_geometry(n_patches, p, n_out, qn, qo, target_blocks):
     """(grid, k_chunk) of pd_forward: output tiles x patch tiles x pieces of the P*P pairs."""
-    tiles_o, tiles_n = _ceil_div(n_out, 32 * qo), _ceil_div(n_patches, 8 * qn)
+    tiles_o = _ceil_div(n_out, OUTPUT_THREADS * qo)
+    tiles_n = _ceil_div(n_patches, PATCH_THREADS * qn)
     steps = _ceil_div(p * p, FORWARD_PAIRS_PER_STEP)
     k_chunk = FORWARD_PAIRS_PER_STEP * _ceil_div(steps, _split(steps, tiles_o * tiles_n,
                                                                 target_blocks))
@@ -47,12 +53,13 @@ def forward_geometry(n_patches, p, n_out, qn, qo, target_blocks):
 
 def grad_w_geometry(n_patches, p, n_out, qo):
     """grid of pd_grad_w: pair tiles x output tiles."""
-    return (_ceil_div(p * p, GRAD_W_PAIRS), _ceil_div(n_out, 32 * qo), 1)
+    return (_ceil_div(p * p, GRAD_W_PAIRS), _ceil_div(n_out, OUTPUT_THREADS * qo), 1)
 
 
 def grad_patches_geometry(n_patches, p, n_out, qn, target_blocks):
     """(grid, j_chunk) of pd_grad_patches: element tiles x patch tiles x pieces of the partners."""
-    tiles_i, tiles_n = _ceil_div(p, GRAD_PATCHES_ELEMENTS), _ceil_div(n_patches, 8 * qn)
+    tiles_i = _ceil_div(p, GRAD_PATCHES_ELEMENTS)
+    tiles_n = _ceil_div(n_patches, PATCH_THREADS * qn)
     steps = _ceil_div(p, GRAD_PATCHES_PARTNERS)
     j_chunk = GRAD_PATCHES_PARTNERS * _ceil_div(steps, _split(steps, tiles_i * tiles_n,
                                                                target_blocks))
@@ -60,8 +67,20 @@ def grad_patches_geometry(n_patches, p, n_out, qn, target_blocks):
 
 
 def defines(dtype, qn, qo):
-    """The macros pairwise_difference.cu expects, as a dict."""
-    return {'PD_REAL': _DTYPES[numpy.dtype(dtype)], 'PD_QN': qn, 'PD_QO': qo}
+    """The macros pairwise_difference.cu expects, as a dict: element type, tile factors and the
+    block shape."""
+    return {'PD_REAL': _DTYPES[numpy.dtype(dtype)], 'PD_QN': qn, 'PD_QO': qo,
+            'PD_THREADS': THREADS, 'PD_TN': PATCH_THREADS, 'PD_TO': OUTPUT_THREADS,
+            'PD_KT': FORWARD_PAIRS_PER_STEP, 'PD_GK': GRAD_W_PAIRS,
+            'PD_RT': GRAD_PATCHES_ELEMENTS, 'PD_MC': GRAD_PATCHES_PARTNERS}
+
+
+def compile_options(dtype):
+    """Compiler flags for the kernels of `dtype`."""
+    # float: fast exp and division in the sigmoids (about 20% off both gradient kernels on an
+    # H100 when measured at 34093df, within the tests' float32 tolerances); double stays exact
+    # for gradient checks
+    return ('--use_fast_math',) if numpy.dtype(dtype) == numpy.float32 else ()
 
 
 def kernel_source(dtype, qn, qo):
@@ -106,12 +125,9 @@ def _kernel(name, dtype, qn, qo):
     import cupy
     key = (cupy.cuda.Device().id, numpy.dtype(dtype).name, qn, qo, name)
     if key not in _kernels:
-        # float: fast exp and division in the sigmoids (about 20% off both gradient kernels on
-        # an H100 when measured at 34093df, within the tests' float32 tolerances); double stays
-        # exact for gradient checks
-        fast = ('--use_fast_math',) if numpy.dtype(dtype) == numpy.float32 else ()
-        module = cupy.RawModule(code=kernel_source(dtype, qn, qo), options=fast)
-        for kernel in ('pd_forward', 'pd_grad_w', 'pd_grad_patches'):
+        module = cupy.RawModule(code=kernel_source(dtype, qn, qo),
+                                options=compile_options(dtype))
+        for kernel in KERNELS:
             _kernels[key[:-1] + (kernel,)] = module.get_function(kernel)
     return _kernels[key]
 
@@ -180,37 +196,3 @@ def grad_patches(v, w, gy):
         grid, (THREADS,), (v, w, gy, gv, numpy.int32(n), numpy.int32(p), numpy.int32(o),
                            numpy.int32(j_chunk)))
     return gv
-
-
-# --- Reference (numpy or cupy, whichever holds the arrays) ---------------------------------
-
-def _xp(a):
-    if type(a).__module__.split('.')[0] == 'cupy':
-        import cupy
-        return cupy
-    return numpy
-
-
-def reference_sigmoid_pairs(v):
-    """S (N, P*P) with S[n, i*P + j] = sigmoid(v[n, i] - v[n, j]): the full tensor."""
-    xp = _xp(v)
-    d = v[:, :, None] - v[:, None, :]
-    return (xp.tanh(d * 0.5) * 0.5 + 0.5).reshape(v.shape[0], -1)
-
-
-def reference_forward(v, w):
-    """y (N, O), holding the full (N, P, P) tensor."""
-    return reference_sigmoid_pairs(v) @ w.T
-
-
-def reference_grad_w(v, gy):
-    """gw (O, P*P), holding the full (N, P, P) tensor."""
-    return gy.T @ reference_sigmoid_pairs(v)
-
-
-def reference_grad_patches(v, w, gy):
-    """gv (N, P) by eq. 3.2, holding the full (N, P, P) tensor."""
-    n, p = v.shape
-    s = reference_sigmoid_pairs(v)
-    d = ((gy @ w) * s * (1 - s)).reshape(n, p, p)
-    return d.sum(axis=2) - d.sum(axis=1)

@@ -1,12 +1,10 @@
-"""Shared test fixtures: the MNIST folder and a small trained network."""
-import importlib.util
+"""Shared test fixtures: the MNIST folder."""
 import os
 import warnings
 
 import pytest
 
 warnings.filterwarnings('ignore', message='.*nccl.*')  # CuPy without NCCL on CPU machines
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def mnist_dir():
@@ -26,12 +24,3 @@ def mnist_folder():
     if folder is None:
         pytest.skip('no MNIST copy: set FRIENDLY_MNIST_DIR to a folder with the four IDX files')
     return folder
-
-
-def load_pd_kernels(name):
-    """friendly/pd_kernels.py loaded by path: the package __init__ (Chainer) is not needed."""
-    spec = importlib.util.spec_from_file_location(
-        name, os.path.join(ROOT, 'friendly', 'pd_kernels.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

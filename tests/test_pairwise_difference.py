@@ -1,5 +1,4 @@
 """Pairwise Difference on the CPU: the lean FunctionNode against the composed reference."""
-import importlib
 import tracemalloc
 
 import numpy
@@ -9,10 +8,9 @@ import chainer
 import chainer.functions as F
 from chainer import gradient_check
 
-from friendly import PairwiseDifference, pairwise_difference
-
-# the module (the package attribute of that name is the function)
-pd_module = importlib.import_module('friendly.pairwise_difference')
+import pd_reference as ref
+from friendly import pairwise_difference as pd_module
+from friendly.pairwise_difference import PairwiseDifference, pairwise_difference
 
 # (batch, channels, height, width, ksize, stride, pad, outputs)
 SHAPES = [
@@ -74,6 +72,25 @@ def test_forward_matches_definition():
             v = x[0, :, r:r + 2, c:c + 2].reshape(-1)  # channel, then row, then column
             s = 1 / (1 + numpy.exp(-(v[:, None] - v[None, :])))
             numpy.testing.assert_allclose(y[0, :, r, c], W @ s.reshape(-1), rtol=1e-12)
+
+
+def test_numpy_reference_matches_chainer_composition():
+    # tests/pd_reference.py, which the kernels are checked against, against PD on patch rows
+    # written with plain Chainer functions (differences, sigmoid, matmul) and their autograd
+    rng = numpy.random.default_rng(7)
+    n, p, o = 3, 5, 4
+    v = chainer.Variable(rng.normal(0, 2, (n, p)))
+    w = chainer.Variable(rng.uniform(-1, 1, (o, p * p)))
+    gy = rng.normal(0, 1, (n, o))
+    d = F.broadcast_to(F.expand_dims(v, 2), (n, p, p)) - F.broadcast_to(F.expand_dims(v, 1),
+                                                                         (n, p, p))
+    y = F.matmul(F.reshape(F.sigmoid(d), (n, p * p)), w, transb=True)
+    y.grad = gy
+    y.backward()
+    numpy.testing.assert_allclose(ref.forward(v.array, w.array), y.array, rtol=1e-12)
+    numpy.testing.assert_allclose(ref.grad_w(v.array, gy), w.grad, rtol=1e-12)
+    numpy.testing.assert_allclose(ref.grad_patches(v.array, w.array, gy), v.grad,
+                                  rtol=1e-10, atol=1e-12)
 
 
 def test_only_requested_gradients():

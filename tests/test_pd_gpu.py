@@ -1,15 +1,14 @@
 """Pairwise Difference on a CUDA device: the CuPy kernels against the numpy reference, and the
 Chainer function on the device. Everything skips, with the reason, where no device is usable.
 
-The kernel tests need only numpy, cupy and pytest (friendly/pd_kernels.py is loaded by path, so
-the package's Chainer-importing __init__ is not run); the Chainer tests import Chainer inside.
+The kernel tests need only numpy, cupy and pytest (friendly/pd_kernels.py imports neither
+Chainer nor cupy at load); the Chainer tests import Chainer inside.
 """
-
 import numpy
 import pytest
 
-from conftest import load_pd_kernels
-
+import pd_reference as ref
+from friendly import pd_kernels as pdk
 
 
 def _cuda_problem():
@@ -29,9 +28,6 @@ def _cuda_problem():
 
 _PROBLEM = _cuda_problem()
 pytestmark = pytest.mark.skipif(_PROBLEM is not None, reason=str(_PROBLEM))
-
-
-pdk = load_pd_kernels('pd_kernels_gpu_test')
 
 # (patches N, patch size P, outputs O): off the tile grid, several patch/output tiles, and the
 # thesis's FC layer at batch 20 and 256
@@ -53,8 +49,7 @@ def _reference(v, w, gy):
         parts = [_reference(v[i:i + 64], w, gy[i:i + 64]) for i in range(0, v.shape[0], 64)]
         return (numpy.concatenate([p[0] for p in parts]), sum(p[1] for p in parts),
                 numpy.concatenate([p[2] for p in parts]))
-    return (pdk.reference_forward(v, w), pdk.reference_grad_w(v, gy),
-            pdk.reference_grad_patches(v, w, gy))
+    return ref.forward(v, w), ref.grad_w(v, gy), ref.grad_patches(v, w, gy)
 
 
 @pytest.mark.parametrize('dtype', [numpy.float32, numpy.float64])
@@ -82,7 +77,7 @@ def test_kernels_accept_views_and_check_dtypes():
     v, w, gy = _problem(6, 10, 7, numpy.float32)
     dv = cupy.asarray(numpy.repeat(v, 2, axis=1))[:, ::2]  # non-contiguous
     numpy.testing.assert_allclose(cupy.asnumpy(pdk.forward(dv, cupy.asarray(w))),
-                                  pdk.reference_forward(v, w), rtol=1e-5, atol=1e-4)
+                                  ref.forward(v, w), rtol=1e-5, atol=1e-4)
     with pytest.raises(TypeError, match='dtype'):
         pdk.forward(cupy.asarray(v), cupy.asarray(w, dtype=numpy.float64))
     with pytest.raises(ValueError, match='columns'):
@@ -94,7 +89,7 @@ def _chainer_on_gpu():
     try:
         from chainer.backends import cuda
         available = cuda.available
-        import friendly.pairwise_difference  # noqa: F401
+        from friendly import pairwise_difference  # noqa: F401
     except Exception as err:  # noqa: BLE001 - a Chainer that cannot run here is a skip
         pytest.skip('Chainer is not usable here (%s: %s)' % (type(err).__name__, err))
     if not available:
@@ -111,7 +106,7 @@ def _chainer_on_gpu():
 def test_lean_matches_naive_on_device(shape):
     chainer = _chainer_on_gpu()
     import cupy
-    from friendly import pairwise_difference
+    from friendly.pairwise_difference import pairwise_difference
     batch, c, h, w, ksize, stride, pad, out = shape
     rng = numpy.random.default_rng(1)
     x = cupy.asarray(rng.normal(0, 2, (batch, c, h, w)))
@@ -132,7 +127,7 @@ def test_check_backward_on_device(impl):
     chainer = _chainer_on_gpu()
     import cupy
     from chainer import gradient_check
-    from friendly import pairwise_difference
+    from friendly.pairwise_difference import pairwise_difference
     rng = numpy.random.default_rng(3)
     x = cupy.asarray(rng.normal(0, 1, (2, 2, 4, 4)))
     W = cupy.asarray(rng.uniform(-1, 1, (3, (2 * 3 * 3) ** 2)))
