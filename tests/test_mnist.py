@@ -3,7 +3,7 @@ import functools
 import gzip
 import http.server
 import os
-import shutil
+import re
 import threading
 
 import numpy as np
@@ -116,8 +116,14 @@ def test_corrupt_download_leaves_nothing(tmp_path, mirror, monkeypatch, labels_b
     assert os.listdir(target) == []
 
 
-def test_environment_variable_picks_folder(monkeypatch, tmp_path):
-    monkeypatch.setenv(mnist.ENV_VAR, str(tmp_path))
-    assert mnist.data_folder() == str(tmp_path)
-    assert mnist.data_folder('elsewhere') == 'elsewhere'
-    shutil.rmtree(tmp_path)
+def test_loader_reads_the_folder_named_by_the_variable(monkeypatch, tmp_path):
+    named, other = tmp_path / 'named', tmp_path / 'other'
+    named.mkdir()
+    other.mkdir()
+    path = _write(named, b'\x00\x00\x08\x01')  # a header cut short: the error shows it was read
+    monkeypatch.setenv(mnist.ENV_VAR, str(named))
+    with pytest.raises(mnist.MnistError, match='%s is truncated' % re.escape(path)):
+        mnist.load_file(LABELS, allow_download=False)
+    # a folder given by the caller wins over the variable
+    with pytest.raises(mnist.MnistError, match='missing from %s:' % re.escape(str(other))):
+        mnist.load_file(LABELS, str(other), allow_download=False)
