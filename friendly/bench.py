@@ -1,4 +1,4 @@
-"""Speed of the thesis protocol's two hot loops on this machine (targets from issue 2).
+"""Speed of the thesis protocol's two hot loops on this machine, against their targets.
 
     python friendly/bench.py [--iterations 2000] [--device @numpy]
 
@@ -17,6 +17,8 @@ from friendly import attack, mnist
 from friendly.defaults import NETWORKS, PROTOCOL
 from friendly.networks import build_network
 from friendly.objective import Objective
+from runkit import cli
+from runkit.devices import get_device
 from runkit.provenance import provenance
 
 
@@ -46,13 +48,13 @@ def time_training(name, iterations, device):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--iterations', type=int, default=2000, help='timed training steps')
+    parser = cli.Parser(description=__doc__,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--iterations', type=cli.positive_int, default=2000,
+                        help='timed training steps')
     parser.add_argument('--device', default='@numpy', help="'@numpy' or '@cupy:0'")
     args = parser.parse_args()
-    device = chainer.get_device(args.device)
-    device.use()
+    device = get_device(args.device)
     print('device: %s, commit %s' % (provenance(device)['device'], provenance()['commit']))
     per_iteration, net = time_training('S', args.iterations, device)
     print('train S: %.3f ms/iteration at batch %d (%d iterations; target <= 2 ms on CPU) %s'
@@ -68,4 +70,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    cli.run_main(main)
