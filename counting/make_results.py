@@ -73,11 +73,8 @@ def train_step(out, overrides, workers, force, log):
 
 
 def file_sha1(path):
-    digest = hashlib.sha1()
     with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, 'sha1').hexdigest()
 
 
 def output_step(args, folder, done, model, force, log):
