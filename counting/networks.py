@@ -1,7 +1,7 @@
 """The thesis's counting networks: convolutions, a linear layer, one ReLU-clamped count per type.
 
-Each conv is followed by Batch Renormalization (when enabled; the conv then has no bias) and the
-chosen activation. The final linear layer is sized from the input: 1000x1000 gives the thesis's
+Each conv is followed by Batch Renormalization (when enabled; Convolutional's convs then have no
+bias, ConvolutionalLarge's keep theirs, as in the original networks) and the chosen activation. The final linear layer is sized from the input: 1000x1000 gives the thesis's
 80 features for ConvolutionalLarge.
 
 Batch Renormalization is runkit's link (shared with `friendly`): its rmax/dmax are saved with the
@@ -40,6 +40,7 @@ class CountingNetwork(chainer.Chain):
 
     layers = None
     batch_renorm_decay = None
+    bias_with_batch_renorm = False   # a bias before Batch Renormalization is redundant
 
     def __init__(self, n_types, image_height, image_width, activation='modified_softplus',
                  batch_renorm=True):
@@ -55,7 +56,7 @@ class CountingNetwork(chainer.Chain):
         self.n_features = self.layers[-1][1] * out_h * out_w
         with self.init_scope():
             self.convs = chainer.ChainList(*[
-                L.Convolution2D(i, o, k, stride=s, pad=p, nobias=batch_renorm)
+                L.Convolution2D(i, o, k, stride=s, pad=p, nobias=batch_renorm and not self.bias_with_batch_renorm)
                 for i, o, k, s, p in self.layers])
             if batch_renorm:
                 self.batch_renorms = chainer.ChainList(*[
@@ -89,6 +90,7 @@ class ConvolutionalLarge(CountingNetwork):
     """Ten convolutions (30..70 maps); Batch Renormalization decay 0.95; needs >= 835 pixels."""
     layers = CONVOLUTIONAL_LARGE_LAYERS
     batch_renorm_decay = 0.95
+    bias_with_batch_renorm = True
 
 
 # Registry: CLI names -> network class.

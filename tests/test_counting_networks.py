@@ -151,3 +151,12 @@ def test_modified_softplus_kernels_match_numpy():
     gradient_check.check_double_backward(f, cupy.asarray(x), cupy.asarray(gy),
                                          cupy.asarray(ggx), dtype=np.float64, atol=1e-6,
                                          rtol=1e-5)
+
+
+def test_only_convolutional_drops_conv_biases_under_batch_renormalization():
+    small = networks.build('convolutional', 2, 87, 87, 'softplus', True)
+    large = networks.build('convolutional_large', 2, 835, 835, 'softplus', True)
+    assert all(conv.b is None for conv in small.convs)
+    assert all(conv.b is not None for conv in large.convs)
+    assert all(conv.b is not None for conv in
+               networks.build('convolutional', 2, 87, 87, 'softplus', False).convs)
