@@ -28,7 +28,7 @@ from runkit.cli import UserError
 from runkit.devices import get_device
 from runkit.provenance import atomic_write, provenance, write_json
 from runkit.renorm import RenormSchedule
-from runkit.runs import runs_root
+from runkit.runs import finished_record, json_form, runs_root
 from runkit.training import ResumableIterator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,11 +65,6 @@ OPTIMIZERS = {
 }
 
 
-def json_form(obj):
-    """`obj` as it reads back from JSON (tuples become lists), for comparing settings."""
-    return json.loads(json.dumps(obj))
-
-
 def resolve_settings(preset, overrides=None, seed=None, dataset_folder=None):
     """Everything that determines the trained network: the preset, `overrides` (None values
     are ignored), the seed and the fixed training constants. With `dataset_folder` the data
@@ -102,15 +97,8 @@ def same_settings(record, settings):
 
 def finished(out, settings):
     """The settings.json record of `out` if it holds a finished run of `settings`, else None."""
-    path = os.path.join(out, 'settings.json')
-    if not os.path.exists(path) or not os.path.exists(os.path.join(out, 'model.npz')):
-        return None
-    try:
-        with open(path) as f:
-            record = json.load(f)
-    except ValueError:
-        return None
-    return record if record.get('finished') and same_settings(record, settings) else None
+    record = finished_record(out)
+    return record if record and same_settings(record, settings) else None
 
 
 def default_out(preset):

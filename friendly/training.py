@@ -27,7 +27,7 @@ from runkit.cli import UserError
 from runkit.devices import get_device
 from runkit.provenance import provenance, write_json
 from runkit.renorm import RenormSchedule
-from runkit.runs import runs_root
+from runkit.runs import finished_record, json_form, runs_root
 from runkit.training import EarlyStopping, ResumableIterator, best_epoch
 
 # What early stopping watches: the epoch mean of the training objective (GMR penalty included,
@@ -82,21 +82,13 @@ def run_folder(settings):
 
 
 def same_settings(a, b):
-    return json.loads(json.dumps(a)) == json.loads(json.dumps(b))
+    return json_form(a) == json_form(b)
 
 
 def finished(folder, settings):
     """The run record of `folder` if it finished with exactly these settings, else None."""
-    path = os.path.join(folder, 'settings.json')
-    if not os.path.exists(path) or not os.path.exists(os.path.join(folder, 'model.npz')):
-        return None
-    try:
-        with open(path) as f:
-            record = json.load(f)
-    except ValueError:
-        return None
-    ok = record.get('finished') and same_settings(record.get('settings'), settings)
-    return record if ok else None
+    record = finished_record(folder)
+    return record if record and same_settings(record.get('settings'), settings) else None
 
 
 def load_data(settings, mnist_dir=None):
