@@ -1,35 +1,40 @@
-"""FGSM and PGD on a small trained S network; train.py resume; CLI errors; evaluate.py e2e."""
+"""The thesis's FGSM and the attack script on small trained networks: FGSM's box, APGD at least
+as strong, black-box from a distinct source, friendly/attack.py on run folders and on committed
+weights files, one-line CLI errors."""
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
-import zipfile
 
 import numpy as np
 import pytest
 
-from friendly import attack
-from friendly.train import load_model, settings_for, train
+from friendly import attack, attacks, training, weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPSILON = 77
 
 
 @pytest.fixture(scope='module')
-def trained_s(tmp_path_factory, mnist_folder):
-    """S trained for 4 epochs on 6,000 images."""
-    out = str(tmp_path_factory.mktemp('S'))
-    settings = settings_for("S", epochs=4, train_subset=6000)
-    train(settings, out, progress=False, mnist_dir=mnist_folder)
-    net, _ = load_model(out)
+def trained(tmp_path_factory, mnist_folder):
+    """S (4 epochs on 6,000 images) and a source S of another seed (2 epochs on 2,000),
+    as run folders and exported to a weights store."""
+    store = str(tmp_path_factory.mktemp('store'))
+    nets, folders = {}, {}
+    for name, epochs, subset in (('S', 4, 6000), ('source', 2, 2000)):
+        out = str(tmp_path_factory.mktemp(name))
+        settings = training.settings_for(name, epochs=epochs, train_subset=subset)
+        record = training.train(settings, out, progress=False, mnist_dir=mnist_folder)
+        weights.export(out, record, store=store)
+        nets[name], folders[name] = weights.load_run(out)[0], out
+        folders[name + '_file'] = os.path.join(store, weights.file_name(settings))
     x, t = attack.test_set(400, mnist_folder)
-    return net, x, t, out
+    return nets, folders, x, t
 
 
-def test_fgsm_stays_in_the_integer_box_and_hurts(trained_s):
-    net, x, t, _ = trained_s
+def test_fgsm_stays_in_the_integer_box_and_hurts(trained):
+    nets, _, x, t = trained
+    net = nets['S']
     adv = attack.fgsm(net, x, t, EPSILON)
     assert np.abs(adv - x).max() <= EPSILON
     assert np.all(adv == np.round(adv)) and adv.min() >= 0 and adv.max() <= 255
@@ -38,22 +43,48 @@ def test_fgsm_stays_in_the_integer_box_and_hurts(trained_s):
     assert clean > 0.4 * len(x) and attacked < 0.85 * clean
 
 
-def test_pgd_at_least_as_strong_as_fgsm(trained_s):
-    net, x, t, _ = trained_s
-    x, t = x[:100], t[:100]
-    adv = attack.pgd(net, x, t, EPSILON, steps=10, restarts=2, rng=np.random.RandomState(0))
-    assert np.abs(adv - x).max() <= EPSILON and np.all(adv == np.round(adv))
-    assert adv.min() >= 0 and adv.max() <= 255
+def test_fgsm_is_one_signed_step_of_the_squared_distance(trained):
+    nets, _, x, t = trained
+    x, t = x[:200], t[:200]
+    gradient = attack.loss_gradient(nets['S'], x, t, 'batch')
+    expected = np.clip(x + EPSILON * np.sign(gradient), 0, 255)
+    assert np.array_equal(attack.fgsm(nets['S'], x, t, EPSILON), expected)
+
+
+def test_apgd_at_least_as_strong_as_fgsm(trained):
+    nets, _, x, t = trained
+    net, x, t = nets['S'], x[:200], t[:200]
+    adv = attack.apgd(net, x, t, EPSILON, steps=20, rng=np.random.RandomState(0))
     fgsm_correct = attack.accuracy(net, attack.fgsm(net, x, t, EPSILON), t, 'batch')
     assert attack.accuracy(net, adv, t, 'batch') <= fgsm_correct
 
 
-def test_evaluate_reports_each_attack(trained_s):
-    net, x, t, _ = trained_s
-    result = attack.evaluate(net, x[:200], t[:200], source=net)
+def test_original_pgd_stays_in_the_integer_ball(trained):
+    nets, _, x, t = trained
+    x, t = x[:100], t[:100]
+    adv = attack.pgd(nets['S'], x, t, EPSILON, steps=5, restarts=2,
+                     rng=np.random.RandomState(0))
+    assert np.abs(adv - x).max() <= EPSILON and np.all(adv == np.round(adv))
+    assert adv.min() >= 0 and adv.max() <= 255
+
+
+def test_evaluate_black_box_comes_from_the_source(trained):
+    nets, _, x, t = trained
+    victim, source = nets['S'], nets['source']
+    x, t = x[:200], t[:200]
+    result = attack.evaluate(victim, x, t, source=source)
     assert set(result) == {'clean', 'white_box_fgsm', 'black_box_fgsm'}
-    assert result['white_box_fgsm'] == result['black_box_fgsm']  # same network both ways
+    black = attack.fgsm(source, x, t, EPSILON)
+    assert result['black_box_fgsm'] == 100.0 * attack.accuracy(victim, black, t, 'batch') / 200
+    assert result['white_box_fgsm'] != result['black_box_fgsm']
     assert result['white_box_fgsm'] < result['clean']
+    assert attack.evaluate(victim, x, t)['clean'] == result['clean']   # no source: no column
+
+
+def test_attack_names_stay_importable_from_the_script_module():
+    assert attack.ATTACKS is attacks.ATTACKS and attack.evaluate is attacks.evaluate
+    assert attack.test_set is attacks.test_set
+    assert {'fgsm', 'pgd', 'apgd', 'apgd_ce', 'square', 'transfer'} <= set(attack.ATTACKS)
 
 
 def run(args, env=None, **kwargs):
@@ -61,12 +92,24 @@ def run(args, env=None, **kwargs):
                           env=dict(os.environ, **(env or {})), **kwargs)
 
 
+def test_attack_cli_on_committed_weights_and_run_folders(trained, mnist_folder, tmp_path):
+    nets, folders, x, t = trained
+    out = tmp_path / 'result.json'
+    by_file = run(['friendly/attack.py', folders['S_file'], '--source', folders['source_file'],
+                   '--test-subset', '200', '--mnist-dir', mnist_folder, '--json', str(out)])
+    assert by_file.returncode == 0, by_file.stderr
+    expected = attack.evaluate(nets['S'], x[:200], t[:200], nets['source'])
+    assert json.loads(out.read_text())['accuracy_percent'] == expected
+    by_folder = run(['friendly/attack.py', folders['S'], '--source', folders['source'],
+                     '--test-subset', '200', '--mnist-dir', mnist_folder])
+    assert by_folder.returncode == 0 and json.dumps(expected) in by_folder.stdout
+
+
 @pytest.mark.parametrize('args, message', [
-    (['friendly/train.py', 'XYZ'], 'unknown network'),
-    (['friendly/train.py', 'S', '--epochs', '0'], '--epochs must be at least 1'),
     (['friendly/attack.py', '/nonexistent/run'], 'holds no finished run'),
-    (['friendly/evaluate.py'], 'pass --table'),
-    (['friendly/evaluate.py', '--table', '--epochs-for', 'PD=x'], 'bad --epochs-for'),
+    (['friendly/attack.py', '/nonexistent/run', '--epsilon', '300'], '0..255'),
+    (['friendly/attack.py', '/nonexistent/run', '--attack', 'transfer'], 'needs --source'),
+    (['friendly/attack.py', '/nonexistent/run', '--attack', 'xyz'], 'invalid choice'),
 ])
 def test_bad_cli_input_is_one_line(args, message):
     result = run(args)
@@ -75,57 +118,16 @@ def test_bad_cli_input_is_one_line(args, message):
     assert len(errors) == 1 and message in errors[0] and 'Traceback' not in result.stderr
 
 
-def test_attack_cli_rejects_damaged_model(trained_s, tmp_path):
-    _, _, _, out = trained_s
+def test_attack_cli_rejects_damaged_model_and_unlisted_file(trained, tmp_path):
+    _, folders, _, _ = trained
     broken = tmp_path / 'broken'
     broken.mkdir()
-    (broken / 'settings.json').write_text(open(os.path.join(out, 'settings.json')).read())
+    (broken / 'settings.json').write_text(open(os.path.join(folders['S'],
+                                                            'settings.json')).read())
     (broken / 'model.npz').write_bytes(b'not a model')
     result = run(['friendly/attack.py', str(broken)])
     assert result.returncode == 2 and 'not a readable model' in result.stderr
-
-
-def test_interrupted_training_resumes(tmp_path, mnist_folder):
-    out = str(tmp_path / 'run')
-    args = ['friendly/train.py', 'S', '--epochs', '3', '--train-subset', '1000', '--out', out,
-            '--no-progress', '--mnist-dir', mnist_folder]
-    proc = subprocess.Popen([sys.executable] + args, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not os.path.exists(os.path.join(out, 'snapshot')) and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    if proc.returncode == 0:
-        pytest.skip('training finished before it could be interrupted')
-    assert 'interrupted' in err and not os.path.exists(os.path.join(out, 'model.npz'))
-    result = run(args + ['--resume'])
-    assert result.returncode == 0, result.stderr
-    assert 'resumed' in result.stdout
-    record = json.load(open(os.path.join(out, 'settings.json')))
-    assert record['finished'] and record['epochs_trained'] == 3
-    epochs = [entry['epoch'] for entry in json.load(open(os.path.join(out, 'log')))]
-    assert epochs == [1, 2, 3]
-    with zipfile.ZipFile(os.path.join(out, 'snapshot')) as snapshot:  # stored, not deflated
-        assert all(item.compress_type == zipfile.ZIP_STORED for item in snapshot.infolist())
-
-
-def test_evaluate_table_quick_end_to_end(tmp_path, mnist_folder):
-    results = tmp_path / 'results'
-    env = {'FRIENDLY_RUNS': str(tmp_path / 'runs'), 'FRIENDLY_MNIST_DIR': mnist_folder}
-    args = ['friendly/evaluate.py', '--table', '--quick', '--train-subset', '60', '--epochs',
-            '1', '--test-subset', '40', '--jobs', '2', '--results', str(results)]
-    first = run(args, env)
-    assert first.returncode == 0, first.stderr
-    tables = json.load(open(results / 'tables.json'))
-    assert list(tables['networks']) == ['S', 'RS', 'A', 'GMR', 'GMRES', 'PD']
-    for entry in tables['networks'].values():
-        assert entry['protocol'].startswith('quick') and entry['epochs'] == 1
-        for key in ('clean', 'white_box_fgsm', 'black_box_fgsm'):
-            assert 0 <= entry[key] <= 100
-    assert tables['provenance']['commit'] and tables['provenance']['device']
-    assert 'QUICK' in (results / 'tables.md').read_text()
-    assert 'Table 3.2 white-box FGSM' in first.stdout
-    again = run(args, env)  # finished runs and evaluations are reused
-    assert again.returncode == 0 and 'training' not in again.stdout
-    assert json.load(open(results / 'tables.json'))['networks'] == tables['networks']
+    loose = tmp_path / 'loose.npz'
+    loose.write_bytes(open(folders['S_file'], 'rb').read())
+    result = run(['friendly/attack.py', str(loose)])
+    assert result.returncode == 2 and 'not listed in a weights manifest' in result.stderr

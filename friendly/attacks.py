@@ -1,0 +1,446 @@
+"""Adversarial attacks on integer MNIST pixels: the thesis's FGSM (Table 3.2) and, beyond it,
+the attacks a reliable evaluation needs (Carlini et al. 2019).
+
+Every attack returns float32 images whose pixels are integers in [0, 255] within L-inf
+distance `epsilon` (an integer, in pixel units; the thesis's 77 = 0.3 * 255) of the input:
+rounding to integers and clipping to the ball and the pixel range is the projection.
+
+    fgsm      the thesis's attack (Goodfellow et al. 2015): one step
+              x + eps * sign(dL/dx) of the squared-distance training loss, clipped.
+    pgd       PGD as the original code parameterised it (Madry et al. 2018): 100 steps of
+              round(2.5 eps / 100) pixels on the same loss, 20 integer random starts.
+    apgd      APGD (Croce & Hein 2020) on the margin max_{i != y} z_i - z_y of the
+              pre-activation outputs z: step 2 eps, halved at checkpoints, momentum 0.75.
+    apgd_ce   the same on the softmax cross-entropy of z.
+    square    Square Attack (Andriushchenko et al. 2020): gradient-free random search over
+              +-eps vertices, on the margin of z.
+    transfer  examples made by an attack (APGD by default) on the black-box source network.
+
+Pre-activation outputs z: every network here ends in a monotone activation (sigmoid, Elastic
+Sigmoid, none), so arg-max z is the prediction, while z itself does not saturate.
+
+Batch Renormalization test modes (friendly/networks.py): in 'batch' mode an image's output
+depends on its whole batch of 200, so a batch is attacked together (as the thesis's FGSM is)
+and every success test reads the batch's own outputs; in 'running' mode (and for networks
+without Batch Renormalization) images are independent and an attack stops working on an image
+once it is misclassified.
+"""
+import zlib
+
+import chainer
+import chainer.functions as F
+import numpy as np
+
+from friendly import mnist
+from friendly.defaults import PGD, PROTOCOL
+from friendly.elastic_sigmoid import ElasticSigmoidLink
+from friendly.objective import one_hot, squared_distance
+from runkit.cli import UserError
+
+# Beyond the thesis: budgets of the reliable attacks (Croce & Hein 2020 use 100 APGD steps; the
+# final robustness table runs Square with 5,000 queries).
+APGD = {'steps': 100, 'restarts': 1, 'momentum': 0.75, 'rho': 0.75}
+SQUARE = {'queries': 1000, 'p_init': 0.8}
+
+
+def predict(net, x, bn_mode):
+    """Network outputs for a batch, without recording gradients."""
+    with chainer.no_backprop_mode(), chainer.using_config('train', False):
+        return net(x, bn_mode).array
+
+
+def loss_gradient(net, x, t, bn_mode):
+    """dL/dx of the squared-distance loss for the batch x (array), in the given BN mode."""
+    x = chainer.Variable(x)
+    with chainer.using_config('train', False):
+        loss = squared_distance(net(x, bn_mode), t)
+    gx, = chainer.grad([loss], [x])
+    return gx.array
+
+
+def per_example_loss(net, x, t, bn_mode):
+    y = predict(net, x, bn_mode)
+    return ((y - one_hot(t, y.shape[1], y.dtype)) ** 2).sum(axis=1)
+
+
+def accuracy(net, x, t, bn_mode):
+    return int((predict(net, x, bn_mode).argmax(axis=1) == t).sum())
+
+
+def independent(net, bn_mode):
+    """Whether each image's output depends on that image only (no batch statistics)."""
+    return bn_mode != 'batch' or getattr(net, 'batch_renorms', None) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Pre-activation outputs
+
+def _group_batch_norm(h, link, group):
+    """Plain Batch Normalization (the 'batch' test mode) on each run of `group` rows of h."""
+    n, c = h.shape
+    full = n - n % group
+    parts = []
+    if full:
+        hg = F.reshape(h[:full], (full // group, group, c))
+        mean = F.mean(hg, axis=1, keepdims=True)
+        centred = hg - F.broadcast_to(mean, hg.shape)
+        var = F.mean(F.square(centred), axis=1, keepdims=True)
+        normed = centred / F.broadcast_to(F.sqrt(var + link.eps), hg.shape)
+        normed = F.reshape(normed, (full, c))
+        parts.append(normed * F.broadcast_to(link.gamma, normed.shape)
+                     + F.broadcast_to(link.beta, normed.shape))
+    if full < n:
+        parts.append(link(h[full:], 'batch'))
+    return parts[0] if len(parts) == 1 else F.concat(parts, axis=0)
+
+
+def pre_activation(net, x, bn_mode, group=None):
+    """(z, y): pre-activation outputs z (the logits) and the network's outputs y = act(z).
+
+    `group`: in 'batch' mode, the batch-statistics group size (the evaluation batch, 200), so
+    that several evaluation batches go through at once, each normalised by its own statistics.
+    For Elastic Sigmoid, z = s * h is the sigmoid's argument (monotone whatever the sign of s).
+    """
+    layers = getattr(net, 'layers', None)
+    if layers is None or not hasattr(net, 'activations'):
+        y = net(x, bn_mode)
+        return y, y
+    renorms = net.batch_renorms
+    h = x
+    with chainer.using_config('train', False):
+        for k, layer in enumerate(layers):
+            h = layer(h)
+            if renorms is not None:
+                if bn_mode == 'batch' and group and h.shape[0] > group:
+                    h = _group_batch_norm(h, renorms[k], group)
+                else:
+                    h = renorms[k](h, bn_mode)
+            if k < len(layers) - 1:
+                h = net.activations[k](h)
+        last = net.activations[len(layers) - 1]
+        y = last(h)
+    z = h * F.broadcast_to(last.s.reshape(()), h.shape) if isinstance(last, ElasticSigmoidLink) \
+        else h
+    return z, y
+
+
+def _other_best(z, t):
+    """Largest z_i over i != t (per row), as a Variable."""
+    xp = chainer.backend.get_array_module(z)
+    mask = one_hot(t, z.shape[1], bool)
+    return F.max(F.where(mask, xp.full(z.shape, -np.inf, z.dtype), z), axis=1)
+
+
+def margin_loss(z, t):
+    """max_{i != y} z_i - z_y: positive exactly when the logits misclassify."""
+    return _other_best(z, t) - F.select_item(z, t)
+
+
+def cross_entropy_loss(z, t):
+    return F.softmax_cross_entropy(z, t, reduce='no')
+
+
+def dlr_loss(z, t):
+    """Croce & Hein's difference of logits ratio: the margin over (z_pi1 - z_pi3)."""
+    xp = chainer.backend.get_array_module(z)
+    order = xp.argsort(-z.array, axis=1)
+    spread = F.select_item(z, order[:, 0]) - F.select_item(z, order[:, 2])
+    return margin_loss(z, t) / (spread + 1e-12)
+
+
+# Per-example losses of the logits; higher is more adversarial.
+LOSSES = {'margin': margin_loss, 'ce': cross_entropy_loss, 'dlr': dlr_loss}
+
+
+def logit_loss_gradient(net, x, t, bn_mode, loss="margin", group=None):
+    """Per-example loss, its input gradient, and whether the outputs misclassify, at x."""
+    xv = chainer.Variable(x)
+    z, y = pre_activation(net, xv, bn_mode, group)
+    values = LOSSES[loss](z, t)
+    gx, = chainer.grad([F.sum(values)], [xv])
+    return values.array, gx.array, y.array.argmax(axis=1) != t
+
+
+def _margin_and_fooled(net, x, t, bn_mode, group):
+    """z_y - max_{i != y} z_i (what Square lowers) and whether the outputs misclassify."""
+    with chainer.no_backprop_mode():
+        z, y = pre_activation(net, x, bn_mode, group)
+        return -margin_loss(z, t).array, y.array.argmax(axis=1) != t
+
+
+# ---------------------------------------------------------------------------------------------
+# Attacks
+
+def _ball(x, epsilon):
+    xp = chainer.backend.get_array_module(x)
+    return xp.clip(x - epsilon, 0, 255), xp.clip(x + epsilon, 0, 255)
+
+
+def _project(v, low, high):
+    """Nearest integer image in the ball and the pixel range (both have integer bounds)."""
+    xp = chainer.backend.get_array_module(v)
+    return xp.clip(xp.round(v), low, high)
+
+
+def _random_start(x, epsilon, rng, low, high):
+    xp = chainer.backend.get_array_module(x)
+    noise = rng.randint(-epsilon, epsilon + 1, size=x.shape).astype(x.dtype)
+    return xp.clip(x + xp.asarray(noise), low, high)
+
+
+def _rows(mask, shape):
+    """A per-example boolean mask broadcast over the image axes."""
+    return mask.reshape((-1,) + (1,) * (len(shape) - 1))
+
+
+def fgsm(net, x, t, epsilon, bn_mode='batch', **_):
+    """One signed-gradient step of size epsilon, clipped to the pixel range."""
+    xp = chainer.backend.get_array_module(x)
+    return xp.clip(x + epsilon * xp.sign(loss_gradient(net, x, t, bn_mode)), 0, 255)
+
+
+def pgd(net, x, t, epsilon, bn_mode='batch', steps=PGD['steps'], restarts=PGD['restarts'],
+        rng=None, **_):
+    """L-inf PGD on integer pixels; the highest-loss iterate over restarts per example."""
+    xp = chainer.backend.get_array_module(x)
+    rng = rng or np.random.RandomState(0)
+    step = max(1, int(round(2.5 * epsilon / steps)))
+    low, high = _ball(x, epsilon)
+    best, best_loss = x.copy(), per_example_loss(net, x, t, bn_mode)
+    for _ in range(restarts):
+        adv = _random_start(x, epsilon, rng, low, high)
+        for _ in range(steps):
+            adv = xp.clip(adv + step * xp.sign(loss_gradient(net, adv, t, bn_mode)), low, high)
+        # keep, per example, whichever of the old best and this restart hurts more
+        loss = per_example_loss(net, adv, t, bn_mode)
+        better = loss > best_loss
+        best[better], best_loss[better] = adv[better], loss[better]
+    return best
+
+
+def apgd_checkpoints(steps):
+    """Iterations at which APGD may halve its step: p_0 = 0, p_1 = 0.22,
+    p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06), times the number of steps."""
+    points, previous, current = [], 0.0, 0.22
+    while current < 1:
+        points.append(int(np.ceil(current * steps)))
+        previous, current = current, current + max(current - previous - 0.03, 0.06)
+    return sorted(set(p for p in points if 0 < p < steps))
+
+
+def _better(fooled, loss, best_fooled, best_loss):
+    """Per example: (fooled, loss) beats (best_fooled, best_loss) lexicographically."""
+    return (fooled & ~best_fooled) | ((fooled == best_fooled) & (loss > best_loss))
+
+
+def _apgd_run(net, x, t, start, epsilon, bn_mode, steps, loss, group, momentum, rho):
+    """One APGD run from `start`; returns (best iterate, its fooled flag, its loss)."""
+    xp = chainer.backend.get_array_module(x)
+    low, high = _ball(x, epsilon)
+    n = len(x)
+    checkpoints = set(apgd_checkpoints(steps))
+    eta = xp.full(n, 2.0 * epsilon, x.dtype)
+    shape = x.shape
+
+    cur_loss, grad, fooled = logit_loss_gradient(net, start, t, bn_mode, loss, group)
+    best, best_loss, best_fooled, best_grad = start.copy(), cur_loss.copy(), fooled.copy(), grad
+    # the loss's running maximum, for the step-size rule (independent of the fooled ranking)
+    top_loss = cur_loss.copy()
+    previous, current = start, _project(start + _rows(eta, shape) * xp.sign(grad), low, high)
+    last_loss = cur_loss
+    successes = xp.zeros(n, np.int32)
+    last_checkpoint, eta_then, top_then = 0, eta.copy(), top_loss.copy()
+    for k in range(1, steps):
+        cur_loss, grad, fooled = logit_loss_gradient(net, current, t, bn_mode, loss, group)
+        successes += cur_loss > last_loss
+        last_loss = cur_loss
+        top_loss = xp.maximum(top_loss, cur_loss)
+        better = _better(fooled, cur_loss, best_fooled, best_loss)
+        rows = _rows(better, shape)
+        best = xp.where(rows, current, best)
+        best_grad = xp.where(rows, grad, best_grad)
+        best_loss = xp.where(better, cur_loss, best_loss)
+        best_fooled = best_fooled | fooled
+        if k in checkpoints:
+            # halve where too few steps raised the loss, or where neither the step nor the
+            # best loss changed since the last checkpoint; those restart from the best point
+            few = successes < rho * (k - last_checkpoint)
+            stalled = (eta_then == eta) & (top_then == top_loss)
+            halve = few | stalled
+            eta = xp.where(halve, xp.maximum(eta / 2, 1.0), eta)
+            rows = _rows(halve, shape)
+            current = xp.where(rows, best, current)
+            previous = xp.where(rows, best, previous)
+            grad = xp.where(rows, best_grad, grad)
+            last_loss = xp.where(halve, best_loss, last_loss)
+            successes[:] = 0
+            last_checkpoint, eta_then, top_then = k, eta.copy(), top_loss.copy()
+        step = _project(current + _rows(eta, shape) * xp.sign(grad), low, high)
+        moved = current + momentum * (step - current) + (1 - momentum) * (current - previous)
+        previous, current = current, _project(moved, low, high)
+    cur_loss, _, fooled = logit_loss_gradient(net, current, t, bn_mode, loss, group)
+    better = _better(fooled, cur_loss, best_fooled, best_loss)
+    best = xp.where(_rows(better, shape), current, best)
+    best_loss = xp.where(better, cur_loss, best_loss)
+    return best, best_fooled | fooled, best_loss
+
+
+def apgd(net, x, t, epsilon, bn_mode='batch', steps=APGD['steps'], restarts=APGD['restarts'],
+         loss='margin', rng=None, group=None, momentum=APGD['momentum'], rho=APGD['rho'], **_):
+    """APGD from random integer starts; per example the best iterate of all restarts.
+
+    Best: a misclassifying iterate before any other, then the highest loss.
+    """
+    xp = chainer.backend.get_array_module(x)
+    if epsilon == 0 or steps < 1:
+        return x.copy()
+    rng = rng or np.random.RandomState(0)
+    low, high = _ball(x, epsilon)
+    best = best_fooled = best_loss = None
+    for _ in range(restarts):
+        start = _random_start(x, epsilon, rng, low, high)
+        adv, fooled, value = _apgd_run(net, x, t, start, epsilon, bn_mode, steps, loss, group,
+                                       momentum, rho)
+        if best is None:
+            best, best_fooled, best_loss = adv, fooled, value
+            continue
+        better = _better(fooled, value, best_fooled, best_loss)
+        best = xp.where(_rows(better, x.shape), adv, best)
+        best_loss = xp.where(better, value, best_loss)
+        best_fooled = best_fooled | fooled
+    return best
+
+
+def apgd_ce(net, x, t, epsilon, bn_mode='batch', **options):
+    """APGD on the cross-entropy of the pre-activation outputs."""
+    options['loss'] = 'ce'
+    return apgd(net, x, t, epsilon, bn_mode, **options)
+
+
+def square_fraction(i, queries, p_init=SQUARE['p_init']):
+    """Fraction p of the image a window covers at query i: p_init halved at 10, 50, 200, 500,
+    1k, 2k, 4k, 6k, 8k of a 10,000-query budget (rescaled to `queries`)."""
+    i = int(i / queries * 10000)
+    halvings = sum(i > b for b in (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000))
+    return p_init / 2 ** halvings
+
+
+def _window_masks(rows, cols, size, height, width, xp):
+    """(n, 1, height, width) booleans: a size x size window at (rows[k], cols[k]) per image."""
+    r, c = xp.arange(height), xp.arange(width)
+    in_rows = (r[None, :] >= rows[:, None]) & (r[None, :] < rows[:, None] + size)
+    in_cols = (c[None, :] >= cols[:, None]) & (c[None, :] < cols[:, None] + size)
+    return (in_rows[:, :, None] & in_cols[:, None, :])[:, None]
+
+
+def square(net, x, t, epsilon, bn_mode='batch', queries=SQUARE['queries'],
+           p_init=SQUARE['p_init'], rng=None, group=None, **_):
+    """Square Attack (L-inf): random search over perturbations with entries +-epsilon.
+
+    Start from vertical stripes of +-epsilon; each query sets a random s x s window of the
+    perturbation to a fresh +-epsilon per channel and keeps it where the margin
+    z_y - max_{i != y} z_i falls. Every image gets its own window each query (one batched
+    forward pass); an image stops once misclassified. The first stripes count as one query.
+    """
+    xp = chainer.backend.get_array_module(x)
+    if epsilon == 0 or queries < 1:
+        return x.copy()
+    rng = rng or np.random.RandomState(0)
+    n, channels, height, width = x.shape
+    together = not independent(net, bn_mode)
+    stripes = rng.choice([-epsilon, epsilon], size=(n, channels, 1, width)).astype(x.dtype)
+    delta = xp.broadcast_to(xp.asarray(stripes), x.shape).copy()
+    margin, fooled = _margin_and_fooled(net, xp.clip(x + delta, 0, 255), t, bn_mode, group)
+    for i in range(1, queries):
+        active = ~fooled
+        if not bool(active.any()):
+            break
+        side = int(round(np.sqrt(square_fraction(i, queries, p_init) * height * width)))
+        side = min(max(side, 1), height - 1)
+        pick = xp.arange(n) if together else xp.nonzero(active)[0]
+        m = len(pick)
+        rows = xp.asarray(rng.randint(0, height - side + 1, size=m))
+        cols = xp.asarray(rng.randint(0, width - side + 1, size=m))
+        values = xp.asarray(rng.choice([-epsilon, epsilon], size=(m, channels, 1, 1))
+                            .astype(x.dtype))
+        window = _window_masks(rows, cols, side, height, width, xp)
+        old = delta[pick]
+        # a window already at the drawn value everywhere would waste the query: flip it
+        same = ((old == values) | ~window).reshape(m, channels, -1).all(axis=2)
+        values = xp.where(same[:, :, None, None], -values, values)
+        trial = xp.where(window, values, old)
+        if together:
+            trial = xp.where(_rows(active, x.shape), trial, old)
+        m_trial, f_trial = _margin_and_fooled(net, xp.clip(x[pick] + trial, 0, 255), t[pick],
+                                              bn_mode, group)
+        keep = (m_trial < margin[pick]) | f_trial
+        if together:
+            keep &= active
+        delta[pick] = xp.where(_rows(keep, trial.shape), trial, old)
+        if together:
+            # the batch's statistics moved with every kept window: read every image again
+            margin, fooled = _margin_and_fooled(net, xp.clip(x + delta, 0, 255), t, bn_mode,
+                                                group)
+        else:
+            margin[pick] = xp.where(keep, m_trial, margin[pick])
+            fooled[pick] = fooled[pick] | (keep & f_trial)
+    return xp.clip(x + delta, 0, 255)
+
+
+def transfer(net, x, t, epsilon, bn_mode='batch', source=None, attack='apgd', **options):
+    """Examples made white-box on the black-box `source` network, to be shown to `net`."""
+    if source is None:
+        raise UserError('the transfer attack needs a source network')
+    return ATTACKS[attack](source, x, t, epsilon, bn_mode, **options)
+
+
+# name -> attack(net, x, t, epsilon, bn_mode, rng=..., **budget); 'fgsm' is the thesis's.
+ATTACKS = {'fgsm': fgsm, 'pgd': pgd, 'apgd': apgd, 'apgd_ce': apgd_ce, 'square': square,
+           'transfer': transfer}
+# What each one needs from the victim, for the gradient-masking checks.
+KINDS = {'fgsm': 'single-step gradient', 'pgd': 'iterative gradient',
+         'apgd': 'iterative gradient', 'apgd_ce': 'iterative gradient',
+         'square': 'gradient-free', 'transfer': 'transfer'}
+
+
+def attack_rng(seed, name, start, epsilon):
+    """The random stream of one attack on the batch starting at image `start`: the same
+    images come out whatever else is run, and in whatever order."""
+    return np.random.RandomState([seed, zlib.crc32(name.encode()), start, int(epsilon)])
+
+
+def evaluate(victim, x, t, source=None, attacks=('fgsm',), epsilon=PROTOCOL['epsilon'],
+             bn_mode=PROTOCOL['bn_test_mode'], batch_size=PROTOCOL['eval_batch_size'],
+             device='@numpy', seed=0):
+    """Accuracy in percent: clean, each attack white-box and (with a source) black-box.
+
+    'transfer' gives one column, 'transfer' (APGD made on the source)."""
+    device = chainer.get_device(device)
+    rng = np.random.RandomState(seed)
+    correct = {'clean': 0}
+    if 'transfer' in attacks and source is None:
+        raise UserError('the transfer attack needs a source network')
+    for start in range(0, len(x), batch_size):
+        xb = device.send(x[start:start + batch_size])
+        tb = device.send(t[start:start + batch_size])
+        correct['clean'] += accuracy(victim, xb, tb, bn_mode)
+        for name in attacks:
+            attack = ATTACKS[name]
+            if name == 'transfer':
+                adv = attack(victim, xb, tb, epsilon, bn_mode, source=source, rng=rng)
+                correct['transfer'] = correct.get('transfer', 0) + accuracy(victim, adv, tb,
+                                                                            bn_mode)
+                continue
+            adv = attack(victim, xb, tb, epsilon, bn_mode, rng=rng)
+            key = 'white_box_' + name
+            correct[key] = correct.get(key, 0) + accuracy(victim, adv, tb, bn_mode)
+            if source is not None:
+                adv = attack(source, xb, tb, epsilon, bn_mode, rng=rng)
+                key = 'black_box_' + name
+                correct[key] = correct.get(key, 0) + accuracy(victim, adv, tb, bn_mode)
+    return {key: round(100.0 * n / len(x), 2) for key, n in correct.items()}
+
+
+def test_set(test_subset=None, mnist_dir=None):
+    _, (x, t) = mnist.load_mnist(mnist_dir)
+    return (x[:test_subset], t[:test_subset]) if test_subset else (x, t)
