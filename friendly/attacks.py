@@ -80,7 +80,14 @@ def _group_batch_norm(h, link, group):
     n, c = h.shape
     full = n - n % group
     parts = []
-    if full:
+    if full and not chainer.config.enable_backprop:
+        # the same arithmetic on arrays: a query of Square pays no graph bookkeeping
+        hg = h.array[:full].reshape(full // group, group, c)
+        centred = hg - hg.mean(axis=1, keepdims=True)
+        scale = link.gamma.array / link.xp.sqrt((centred ** 2).mean(axis=1, keepdims=True)
+                                                + link.eps)
+        parts.append(chainer.Variable((centred * scale + link.beta.array).reshape(full, c)))
+    elif full:
         hg = F.reshape(h[:full], (full // group, group, c))
         mean = F.mean(hg, axis=1, keepdims=True)
         centred = hg - F.broadcast_to(mean, hg.shape)
@@ -220,11 +227,12 @@ def pgd(net, x, t, epsilon, bn_mode='batch', steps=PGD['steps'], restarts=PGD['r
 
 def apgd_checkpoints(steps):
     """Iterations at which APGD may halve its step: p_0 = 0, p_1 = 0.22,
-    p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06), times the number of steps."""
-    points, previous, current = [], 0.0, 0.22
-    while current < 1:
-        points.append(int(np.ceil(current * steps)))
-        previous, current = current, current + max(current - previous - 0.03, 0.06)
+    p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06), times the number of steps (rounded up).
+    Computed in whole percent, so that no rounding error moves a checkpoint."""
+    points, previous, current = [], 0, 22
+    while current < 100:
+        points.append(-(-current * steps // 100))
+        previous, current = current, current + max(current - previous - 3, 6)
     return sorted(set(p for p in points if 0 < p < steps))
 
 

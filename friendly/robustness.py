@@ -20,6 +20,7 @@ import collections
 import hashlib
 import json
 import os
+import time
 
 import chainer
 import numpy as np
@@ -204,6 +205,7 @@ def evaluate_network(evaluator, victim, victim_id, x, t, bn_mode, epsilon, colum
     """Everything the table reports for one network in one test mode (see the module doc)."""
     log = evaluator.log
     n_sub = min(subset, len(x))
+    seconds, begun = {}, time.time()
     clean = score(victim, evaluator.device.send(x), evaluator.device.send(t), bn_mode)
     correct = {'clean': clean}
     for key in columns:
@@ -211,6 +213,7 @@ def evaluate_network(evaluator, victim, victim_id, x, t, bn_mode, epsilon, colum
         log('    %-15s eps %3d: %6.2f %%' % (key, epsilon, percent(correct[key])))
     accuracy, worst = summarise(correct, columns)
     log('    %-15s eps %3d: %6.2f %%' % (WORST, epsilon, accuracy[WORST]))
+    seconds['main'], begun = time.time() - begun, time.time()
 
     # accuracy against epsilon on the first n_sub images (at `epsilon`: the main run's)
     xs, ts = x[:n_sub], t[:n_sub]
@@ -227,6 +230,8 @@ def evaluate_network(evaluator, victim, victim_id, x, t, bn_mode, epsilon, colum
             curve[key].append(row[key])
         log('    curve eps %3d: worst %6.2f %%, FGSM %6.2f %%' % (
             eps, row[WORST], row.get('white_box_fgsm', float('nan'))))
+
+    seconds['curve'], begun = time.time() - begun, time.time()
 
     # convergence: the same check with twice the APGD steps and Square queries, on the subset
     doubled = {'clean': clean[:n_sub]}
@@ -249,12 +254,16 @@ def evaluate_network(evaluator, victim, victim_id, x, t, bn_mode, epsilon, colum
     }
     log('    convergence on %d images: worst %.2f -> %.2f with doubled budgets' % (
         n_sub, base_row[WORST], doubled_row[WORST]))
+    seconds['convergence'], begun = time.time() - begun, time.time()
     zero = zero_gradient_percent(victim, x, t, bn_mode, evaluator.device)
+    seconds['zero_gradient'] = time.time() - begun
     result = {
         'accuracy': accuracy,
         'curve': {'epsilons': list(curve_epsilons), 'images': n_sub, 'accuracy': curve},
         'convergence': convergence,
         'zero_gradient_percent': zero,
+        # where the time went (cached results cost nothing): main table, curve, convergence
+        'seconds_by_phase': {k: round(v, 2) for k, v in seconds.items()},
     }
     result['checks'] = checks(result, columns, epsilon)
     return result

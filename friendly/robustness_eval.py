@@ -214,6 +214,8 @@ def _cell(value):
 
 
 def _verdict(check):
+    if 'flag' in check:
+        return ('FLAGGED: ' if check['flag'] else '') + check['detail']
     if check['ok'] is None:
         return check['detail']
     return ('pass: ' if check['ok'] else 'FAIL: ') + check['detail']
@@ -240,19 +242,33 @@ def markdown(document):
     if settings['test_images'] != 10000:
         lines += ['**Only the first %d test images.**' % settings['test_images'], '']
     for mode in settings['bn_modes']:
-        lines += ['## Batch Renormalization: %r (%s)%s' % (
+        lines += ['## Batch Renormalization %r: %s%s' % (
             mode, BN_MODE_MEANING[mode], ' — the thesis\'s test mode' if mode == 'batch'
             else ''), '']
         head = ['network', 'clean'] + [robustness.COLUMNS[c].label for c in columns] + [
-            '**worst case**', 'zero gradient (%)']
+            '**worst case**', 'eps 255: worst / FGSM', 'converged (change)',
+            'gradient masking', 'zero gradient (%)']
         lines += ['| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
         for label, record in networks.items():
             result = record['modes'].get(mode)
             if result is None:
                 continue
-            acc = result['accuracy']
+            acc, checks = result['accuracy'], result['checks']
+            curve = result['curve']
+            if 255 in curve['epsilons']:
+                k = curve['epsilons'].index(255)
+                unbounded = '%s / %s%s' % (
+                    _cell(curve['accuracy']['worst_case'][k]),
+                    _cell(curve['accuracy'].get('white_box_fgsm', [None] * (k + 1))[k]),
+                    '' if checks['unbounded']['ok'] else ' FAIL')
+            else:
+                unbounded = '—'
+            conv = result['convergence']
             cells = [label, _cell(acc['clean'])] + [_cell(acc.get(c)) for c in columns] + [
-                '**%s**' % _cell(acc['worst_case']),
+                '**%s**' % _cell(acc['worst_case']), unbounded,
+                '%s (%+.2f)' % ('yes' if conv['converged'] else '**did not converge**',
+                               conv['change_points']),
+                '**flagged**' if checks['gradient_masking']['flag'] else 'no',
                 '%.2f' % result['zero_gradient_percent']['squared_distance']]
             lines.append('| ' + ' | '.join(cells) + ' |')
         lines += ['', 'Checks (curve and convergence on the first %d images):' % min(

@@ -346,7 +346,7 @@ def test_checks_read_the_results():
                 'convergence': {'change_points': change, 'images': 1000,
                                 'converged': abs(change) < 1},
                 'zero_gradient_percent': {'squared_distance': zero, 'margin': zero}}, columns
-    honest, columns = result({'white_box_fgsm': 30.0, 'apgd': 1.0, 'square': 2.0},
+    honest, columns = result({'white_box_fgsm': 15.0, 'apgd': 1.0, 'square': 2.0},
                              [95.0, 1.0, 0.0])
     verdict = robustness.checks(honest, columns, 77)
     assert all(verdict[k]['ok'] for k in ('unbounded', 'iterative_beats_single_step',
@@ -355,7 +355,7 @@ def test_checks_read_the_results():
     masked, columns = result({'white_box_fgsm': 50.0, 'apgd': 55.0, 'square': 10.0},
                              [95.0, 10.0, 20.0], change=-3.0)
     verdict = robustness.checks(masked, columns, 77)
-    assert verdict['gradient_masking']['flag']
+    assert verdict['gradient_masking']['causes'] == ['gradient_free_or_transfer', 'fgsm_gap']
     assert not verdict['iterative_beats_single_step']['ok']
     assert not verdict['monotone_in_epsilon']['ok']
     assert not verdict['converged']['ok'] and 'NOT' in verdict['converged']['detail']
