@@ -59,6 +59,16 @@ CHECKS = {
 EVAL_BATCH = PROTOCOL['eval_batch_size']
 
 
+def code_version():
+    """A digest of the attack and evaluation code: cached results made by other code are
+    never reused."""
+    digest = hashlib.sha256()
+    for module in (attacks.__file__, __file__):
+        with open(module, 'rb') as f:
+            digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
 def percent(correct):
     return round(100.0 * float(np.mean(correct)), 2) if len(correct) else None
 
@@ -121,6 +131,7 @@ class Evaluator:
         self.source_id = source_id
         self.log = log
         self._made_on_source = {}   # transferred examples: the same for every victim
+        self.code = code_version()
 
     def budget(self, key, scale=1):
         column = COLUMNS[key]
@@ -137,7 +148,7 @@ class Evaluator:
                      'source': self.source_id if column.on == 'source' else None,
                      'epsilon': int(epsilon), 'bn_mode': bn_mode if modal else 'any',
                      'budget': budget, 'seed': self.seed, 'images': len(x),
-                     'chunk': self.chunk, 'version': 1}
+                     'chunk': self.chunk, 'code': self.code}
         found = self.cache.get(cache_key)
         if found is not None and len(found) == len(x):
             return found
@@ -329,7 +340,7 @@ def checks(result, columns, epsilon):
         gap = best_gradient - accuracy[best_other]
         if gap > CHECKS['transfer_margin_points']:
             reasons.append('%s beats the best white-box gradient attack by %.2f points'
-                           % (best_other, gap))
+                           % (COLUMNS[best_other].label, gap))
             causes.append('gradient_free_or_transfer')
     if 'white_box_fgsm' in columns:
         gap = accuracy['white_box_fgsm'] - accuracy[WORST]

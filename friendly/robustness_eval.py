@@ -313,16 +313,18 @@ def plot(document, path):
     import matplotlib.pyplot as plt
     modes = document['settings']['bn_modes']
     names = list(document['networks'])
-    fig, axes = plt.subplots(len(modes), len(names), figsize=(3.2 * len(names) + 0.6,
-                                                               2.9 * len(modes) + 0.8),
+    fig, axes = plt.subplots(len(modes), len(names), figsize=(max(3.2 * len(names) + 0.6, 9),
+                                                               2.9 * len(modes) + 1.4),
                              squeeze=False, sharex=True, sharey=True)
     handles = {}
     for row, mode in enumerate(modes):
         for col, label in enumerate(names):
             ax = axes[row][col]
             result = document['networks'][label]['modes'].get(mode)
-            ax.set_title('%s, %s statistics' % (label, 'batch' if mode == 'batch'
-                                                else 'running'), fontsize=9)
+            record = document['networks'][label]
+            ax.set_title('%s, %s statistics%s' % (
+                label, 'batch' if mode == 'batch' else 'running',
+                '' if record['batch_renorm'] else ' (no BN: same)'), fontsize=9)
             ax.grid(alpha=0.3)
             if result is None:
                 continue
@@ -349,11 +351,12 @@ def plot(document, path):
                ncol=min(len(handles), 4), fontsize=8, frameon=False)
     images = {r['modes'][m]['curve']['images'] for r in document['networks'].values()
               for m in r['modes']}
-    fig.suptitle('MNIST test accuracy against the L-inf radius (first %s test images; '
-                 'dashed: eps = %d). FGSM: the thesis; the rest: beyond the thesis'
+    fig.suptitle('MNIST test accuracy against the L-inf radius eps (first %s test images; '
+                 'dashed: eps = %d)\nFGSM: the thesis\'s attack; the others: beyond the thesis; '
+                 'worst case: correct after every attack'
                  % ('/'.join(str(i) for i in sorted(images)), document['settings']['epsilon']),
                  fontsize=10)
-    fig.tight_layout(rect=(0, 0.1 if len(handles) > 4 else 0.06, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.12 if len(handles) > 4 else 0.07, 1, 0.93))
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format='png'))
     plt.close(fig)
 

@@ -135,6 +135,14 @@ def test_linear_classifier_is_broken_exactly_where_the_smallest_perturbation_all
     # way on this network, so for FGSM and the original PGD only the bounds are checked
 
 
+def test_apgd_on_the_difference_of_logits_ratio_finds_the_same_corner(known):
+    w, x, t, net, threshold = known
+    adv = attacks.apgd(net, x, t, EPSILON, 'running', steps=20, loss='dlr',
+                       rng=np.random.RandomState(0))
+    check_contract(adv, x, EPSILON)
+    assert np.array_equal(fooled(net, adv, t), threshold <= EPSILON)
+
+
 def test_transfer_from_the_linear_classifier_breaks_its_staircase(known):
     w, x, t, linear, threshold = known
     stairs = staircase_network(w)
