@@ -13,7 +13,7 @@ import time
 
 import chainer
 
-from friendly import attack, mnist
+from friendly import attacks, mnist
 from friendly.defaults import NETWORKS, PROTOCOL
 from friendly.networks import build_network
 from friendly.objective import Objective
@@ -60,9 +60,9 @@ def main():
     print('train S: %.3f ms/iteration at batch %d (%d iterations; target <= 2 ms on CPU) %s'
           % (1e3 * per_iteration, PROTOCOL['batch_size'], args.iterations,
              'PASS' if per_iteration <= 2e-3 else 'MISS'))
-    x, t = attack.test_set()
+    x, t = attacks.test_set()
     started = time.perf_counter()
-    result = attack.evaluate(net, x, t, device=device)
+    result = attacks.evaluate(net, x, t, device=device)
     seconds = time.perf_counter() - started
     print('evaluate S on %d test images (clean + white-box FGSM): %.2f s (target <= 10 s) %s'
           % (len(x), seconds, 'PASS' if seconds <= 10 else 'MISS'))

@@ -18,7 +18,7 @@ import json
 import os
 import time
 
-from friendly import attack, tables, training, weights
+from friendly import attacks, tables, training, weights
 from friendly.defaults import NETWORKS, PROTOCOL, QUICK, SEEDS, SOURCE, THESIS_RESULTS, VICTIMS
 from friendly.networks import BN_MODE_MEANING, BN_MODES
 from runkit.cli import Parser, UserError, positive_int, run_main
@@ -122,7 +122,7 @@ def main():
     found = [tables.locate(s) for s in plan]
 
     test_subset = args.test_subset or (QUICK['test_subset'] if args.quick else None)
-    data = attack.test_set(test_subset, args.mnist_dir)
+    data = attacks.test_set(test_subset, args.mnist_dir)
     scores = tables.score(found[1:], found[0], data, args.device, bn_mode=args.bn_mode)
     table, scale_plots = {}, {}
     for name in args.networks:

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from friendly import attack, training, weights
+from friendly import attacks, training, weights
 from friendly.defaults import PROTOCOL, SOURCE, THESIS_RESULTS
 from runkit.cli import UserError
 from runkit.provenance import atomic_write
@@ -101,14 +101,14 @@ def train_missing(plan, device='@numpy', jobs=1, mnist_dir=None, store=None):
             print('finished %s seed %d' % (s['network'], s['seed']), flush=True)
 
 
-def score(victims, source, data, device, attacks=('fgsm',), epsilon=PROTOCOL['epsilon'],
+def score(victims, source, data, device, attack_names=('fgsm',), epsilon=PROTOCOL['epsilon'],
           bn_mode=PROTOCOL['bn_test_mode']):
     """{(name, seed): accuracy percent dict} for every found victim, against one source."""
     source_net = load(source, device)
     out = {}
     for found in victims:
         started = time.time()
-        accuracy = attack.evaluate(load(found, device), data[0], data[1], source_net, attacks,
+        accuracy = attacks.evaluate(load(found, device), data[0], data[1], source_net, attack_names,
                                    epsilon, bn_mode, device=device)
         accuracy['eval_seconds'] = round(time.time() - started, 1)
         out[(found.settings['network'], found.settings['seed'])] = accuracy

@@ -8,7 +8,7 @@ import chainer
 import numpy as np
 import pytest
 
-from friendly import evaluate, tables, training, weights
+from friendly import attacks, evaluate, tables, training, weights
 from friendly.networks import build_network
 from runkit.cli import UserError
 from runkit.renorm import BatchRenormalization
@@ -132,9 +132,8 @@ def test_table_from_committed_weights_trains_nothing(store, tmp_path, monkeypatc
     table = json.loads(written.read_text())
     row = table['networks']['S']
     # the same numbers as attacking the committed networks directly
-    from friendly import attack
-    x, t = attack.test_set(400, mnist_folder)
-    direct = attack.evaluate(weights.load_committed(_entry(store, 'S'), store=store), x, t,
+    x, t = attacks.test_set(400, mnist_folder)
+    direct = attacks.evaluate(weights.load_committed(_entry(store, 'S'), store=store), x, t,
                              weights.load_committed(_entry(store, 'source'), store=store))
     for key, _ in tables.ROWS:
         assert row[key] == direct[key]
