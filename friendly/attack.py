@@ -14,37 +14,14 @@ themselves live in friendly/attacks.py; every one keeps pixels integral in [0, 2
 """
 import argparse
 import json
-import os
 
 from friendly import weights
-from friendly.attacks import (  # noqa: F401 - the attack library, importable from here too
-    APGD, ATTACKS, SQUARE, accuracy, apgd, evaluate, fgsm, loss_gradient, per_example_loss,
-    pgd, predict, square, test_set, transfer)
+from friendly.attacks import ATTACKS, evaluate, test_set
 from friendly.defaults import PROTOCOL
 from friendly.networks import BN_MODES
 from runkit.cli import Parser, UserError, non_negative_int, positive_int, run_main
 from runkit.devices import get_device
 from runkit.provenance import provenance, write_json
-
-
-def load_network(path, device):
-    """(network, its name) from a run folder or a committed weights file in a store."""
-    if os.path.isdir(path):
-        net, settings = weights.load_run(path, device)
-        return net, settings['network']
-    store = os.path.dirname(os.path.abspath(path))
-    # a file may sit in a protocol subfolder of the store: look for the manifest upwards
-    for _ in range(2):
-        entry = next((e for e in weights.read_manifest(store).values()
-                      if os.path.abspath(os.path.join(store, e['file']))
-                      == os.path.abspath(path)), None)
-        if entry is not None:
-            return weights.load_committed(entry, device, store), entry['network']
-        store = os.path.dirname(store)
-    if not os.path.exists(path):
-        raise UserError('%s holds no finished run and is no weights file' % path)
-    raise UserError('%s is not listed in a weights manifest (%s) beside it' % (
-        path, weights.MANIFEST))
 
 
 def main():
@@ -71,8 +48,8 @@ def main():
     if 'transfer' in args.attack and not args.source:
         raise UserError('the transfer attack needs --source')
     get_device(args.device)
-    victim, name = load_network(args.victim, args.device)
-    source = load_network(args.source, args.device)[0] if args.source else None
+    victim, name = weights.load_any(args.victim, args.device)
+    source = weights.load_any(args.source, args.device)[0] if args.source else None
     x, t = test_set(args.test_subset, args.mnist_dir)
     result = evaluate(victim, x, t, source, args.attack, args.epsilon, args.bn_mode,
                       device=args.device, seed=args.seed)

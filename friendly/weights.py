@@ -58,6 +58,26 @@ def load_run(run_dir, device='@numpy'):
     return net, settings
 
 
+def load_any(path, device='@numpy'):
+    """(network, its name) from a run folder or a committed weights file in a store."""
+    if os.path.isdir(path):
+        net, settings = load_run(path, device)
+        return net, settings['network']
+    store = os.path.dirname(os.path.abspath(path))
+    # a file may sit in a protocol subfolder of the store: look for the manifest upwards
+    for _ in range(2):
+        entry = next((e for e in read_manifest(store).values()
+                      if os.path.abspath(os.path.join(store, e['file']))
+                      == os.path.abspath(path)), None)
+        if entry is not None:
+            return load_committed(entry, device, store), entry['network']
+        store = os.path.dirname(store)
+    if not os.path.exists(path):
+        raise UserError('%s holds no finished run and is no weights file' % path)
+    raise UserError('%s is not listed in a weights manifest (%s) beside it' % (
+        path, MANIFEST))
+
+
 def sha256(path):
     digest = hashlib.sha256()
     with open(path, 'rb') as f:
