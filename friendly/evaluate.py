@@ -81,6 +81,9 @@ def main():
                              % ' '.join(map(str, SEEDS)))
     parser.add_argument('--from-weights', action='store_true',
                         help='never train: every network must be committed or already trained')
+    parser.add_argument('--only-available', action='store_true',
+                        help='never train, and leave out the requested seeds that are not '
+                             'trained yet (said in the table); the default seeds are needed')
     parser.add_argument('--epochs', type=positive_int, help='maximum epochs for every network')
     parser.add_argument('--epochs-for', nargs='+', metavar='NAME=N',
                         help='maximum epochs for some networks, e.g. PD=20')
@@ -111,15 +114,18 @@ def main():
                                      args.train_subset)
     source = settings(SOURCE)
     plan = [source] + [settings(n, s) for n in args.networks for s in seeds]
-    if args.from_weights:
+    missing = []
+    if args.from_weights or args.only_available:
         missing = ['%s seed %d' % (s['network'], s['seed']) for s in plan
                    if tables.locate(s) is None]
-        if missing:
-            raise UserError('--from-weights: no committed weights or finished run for %s'
-                            % ', '.join(missing))
+        needed = [source] + [settings(n, seeds[0]) for n in args.networks]
+        if missing and (args.from_weights or any(tables.locate(s) is None for s in needed)):
+            raise UserError('%s: no committed weights or finished run for %s' % (
+                '--from-weights' if args.from_weights else '--only-available (the source '
+                'and every default seed are needed)', ', '.join(missing)))
     else:
         tables.train_missing(plan, args.device, args.jobs, args.mnist_dir)
-    found = [tables.locate(s) for s in plan]
+    found = [f for f in (tables.locate(s) for s in plan) if f is not None]
 
     test_subset = args.test_subset or (QUICK['test_subset'] if args.quick else None)
     data = attacks.test_set(test_subset, args.mnist_dir)
@@ -127,10 +133,11 @@ def main():
     table, scale_plots = {}, {}
     for name in args.networks:
         founds = [f for f in found[1:] if f.settings['network'] == name]
-        runs = [dict(scores[(name, s)], seed=s, **tables.describe(f))
-                for s, f in zip(seeds, founds)]
+        runs = [dict(scores[(name, f.settings['seed'])], seed=f.settings['seed'],
+                     **tables.describe(f)) for f in founds]
         if NETWORKS[name].activation == 'elastic_sigmoid':
-            logs = {'%s seed %d' % (name, s): tables.training_log(f) for s, f in zip(seeds, founds)}
+            logs = {'%s seed %d' % (name, f.settings['seed']): tables.training_log(f)
+                    for f in founds}
             for run, log in zip(runs, logs.values()):
                 run['elastic_sigmoid'] = tables.collapse(log)
             scale_plots[name] = logs
@@ -151,13 +158,15 @@ def main():
         args.bn_mode, BN_MODE_MEANING[args.bn_mode],
         '' if args.bn_mode == PROTOCOL['bn_test_mode'] else ', **not the thesis test mode**')
     note += ' Black-box source: %s seed %d.' % (SOURCE, source['seed'])
+    if missing:
+        note += ' **Not yet trained, so left out:** %s.' % ', '.join(missing)
     if len(data[0]) != 10000:
         note += ' Attacked on the first %d test images only.' % len(data[0])
     for name in scale_plots:
         gone = [r['seed'] for r in table[name]['seeds'] if r['elastic_sigmoid']['collapsed']]
         note += (' %s: %d of %d seeds collapsed (last epoch\'s training accuracy more than %d '
                  'points below its best%s; Elastic Sigmoid scales per epoch in %s_scales.png).'
-                 % (name, len(gone), len(seeds), 100 * tables.COLLAPSE_DROP,
+                 % (name, len(gone), len(table[name]['seeds']), 100 * tables.COLLAPSE_DROP,
                     ': seed ' + ', '.join(map(str, gone)) if gone else '', name))
     source_info = tables.describe(found[0])
     prov = provenance(args.device, wall_time_s=round(time.time() - started, 1), seeds=seeds,

@@ -188,3 +188,18 @@ def test_quick_path_leaves_every_tracked_file_alone(tmp_path, mnist_folder):
     assert 'QUICK' in done.stdout
     assert (tmp_path / 'friendly' / 'tables' / 'quick-e1-n300' / 'tables.md').exists()
     assert status() == before
+
+
+def test_only_available_leaves_out_untrained_seeds_and_says_so(store, tmp_path, monkeypatch,
+                                                              capsys, mnist_folder):
+    common = ['--epochs', '1', '--train-subset', '200', '--test-subset', '200', '--mnist-dir',
+              mnist_folder, '--only-available']
+    out = _run_evaluate(monkeypatch, capsys, store, tmp_path / 'runs', '--networks', 'S',
+                        '--seeds', '1', '3', *common)
+    assert '**Not yet trained, so left out:** S seed 3.' in out and 'training S' not in out
+    table = json.loads((tmp_path / 'runs' / 'friendly' / 'tables' / 'thesis-e1-n200' /
+                        'tables.json').read_text())
+    assert [r['seed'] for r in table['networks']['S']['seeds']] == [1]
+    with pytest.raises(UserError, match='every default seed are needed.*S seed 3'):
+        _run_evaluate(monkeypatch, capsys, store, tmp_path / 'runs', '--networks', 'S',
+                      '--seeds', '3', '1', *common)
