@@ -68,6 +68,23 @@ def load(store, name, seed, protocol, device):
     return weights.load_committed(entry, device, store), entry
 
 
+class CountingCache(robustness.Cache):
+    """The per-image cache, counting what this run read back and what it computed (said in the
+    record, so that a table rebuilt from the cache does not pass for a fast computation)."""
+
+    def __init__(self, folder):
+        super().__init__(folder)
+        self.hits = self.misses = 0
+
+    def get(self, key):
+        value = super().get(key)
+        if value is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return value
+
+
 def main():
     parser = Parser(prog='friendly/robustness_eval.py', description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -134,7 +151,7 @@ def main():
                         % (SOURCE, NETWORKS[SOURCE].seed, args.protocol, args.store))
     x_all, t_all = attacks.test_set(args.test_subset, args.mnist_dir)
     budgets = {'steps': args.steps, 'restarts': args.restarts, 'queries': args.queries}
-    cache = robustness.Cache(None if args.no_cache else os.path.join(args.out, 'cache'))
+    cache = CountingCache(None if args.no_cache else os.path.join(args.out, 'cache'))
     evaluator = robustness.Evaluator(source, device, budgets, args.seed, cache, args.chunk,
                                      source_id=source_entry['sha256'],
                                      log=lambda line: print(line, flush=True))
@@ -188,7 +205,8 @@ def main():
                       source={'file': source_entry['file'], 'seed': source_entry['seed'],
                               'sha256': source_entry['sha256']},
                       epsilons=epsilons, budgets=budgets, attack_seed=args.seed,
-                      wall_time_s=round(time.time() - started, 1))
+                      wall_time_s=round(time.time() - started, 1),
+                      cached_results_read=cache.hits, results_computed=cache.misses)
     document = {'about': 'Robustness beyond the thesis: reliable attacks beside the thesis\'s '
                          'FGSM (friendly/robustness_eval.py).',
                 'settings': settings, 'columns': {k: robustness.COLUMNS[k]._asdict()
@@ -294,9 +312,15 @@ def markdown(document):
         lines += ['Skipped: ' + '; '.join('%s (%s)' % kv for kv in document['skipped'].items())
                   + '.', '']
     prov = document['provenance']
+    reused = ''
+    if prov.get('cached_results_read'):
+        reused = ('; %d of %d per-image results read from the cache of an earlier run with the '
+                  'same attack code, weights and settings' % (
+                      prov['cached_results_read'],
+                      prov['cached_results_read'] + prov['results_computed']))
     lines += ['Figure: `accuracy_vs_epsilon.png`. Made by: `%s` at commit `%s`, on %s, %s '
-              '(%.0f s).' % (prov['command'], prov['commit'], prov['device'], prov['date'],
-                             prov['wall_time_s']), '']
+              '(%.0f s%s).' % (prov['command'], prov['commit'], prov['device'], prov['date'],
+                               prov['wall_time_s'], reused), '']
     return '\n'.join(lines)
 
 
