@@ -50,8 +50,9 @@ PROTOCOL = {
 }
 
 # `evaluate.py --quick`: a reduced protocol that finishes in minutes on a CPU; never the thesis's.
-# Five epochs are about what S needs to pass 90 % accuracy.
-QUICK = {'max_epochs': 5, 'train_subset': None, 'test_subset': 2000}
+# Five epochs on the whole training split: about what S needs to pass 90 % test accuracy.
+# All 10,000 test images: attacking them costs seconds.
+QUICK = {'max_epochs': 5, 'train_subset': None, 'test_subset': None}
 
 # Thesis Tables 3.2 / 3.3, percent; shown beside our measurements, never used to compute them.
 THESIS_RESULTS = {

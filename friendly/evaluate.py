@@ -72,8 +72,8 @@ def main():
                         help='make the tables (what the command always does; kept for old '
                              'command lines)')
     parser.add_argument('--quick', action='store_true', help='reduced protocol (%d epochs, '
-                        '%d test images, seed 1 only): minutes on a CPU, NOT the thesis protocol'
-                        % (QUICK['max_epochs'], QUICK['test_subset']))
+                        'seed 1 only): minutes on a CPU, NOT the thesis protocol'
+                        % QUICK['max_epochs'])
     parser.add_argument('--networks', nargs='+', default=list(DEFAULT_NETWORKS),
                         choices=VICTIMS, help='victims (default: %s)' % ' '.join(DEFAULT_NETWORKS))
     parser.add_argument('--seeds', nargs='+', type=positive_int,
