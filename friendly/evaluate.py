@@ -1,6 +1,6 @@
 """Reproduce thesis Tables 3.2 and 3.3 over several seeds (friendly/tables.py).
 
-    python friendly/evaluate.py --from-weights             # re-derive from the committed weights
+    python friendly/evaluate.py --only-available           # re-derive from the committed weights
     python friendly/evaluate.py --jobs 2                   # train what is missing (hours on a CPU)
     python friendly/evaluate.py --quick --jobs 2           # reduced protocol, minutes, labelled
     python friendly/evaluate.py --jobs 2 --results results \
