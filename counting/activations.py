@@ -8,10 +8,9 @@ Modified SoftPlus with base b > 1:
 import functools
 import math
 
-import chainer
 import chainer.functions as F
 import numpy
-from chainer import backend, function_node
+from chainer import function_node
 from chainer.utils import type_check
 
 from counting import defaults

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from friendly import attacks, training, weights
-from friendly.defaults import PROTOCOL, SOURCE, THESIS_RESULTS
+from friendly.defaults import PROTOCOL, THESIS_RESULTS
 from runkit.cli import UserError
 from runkit.provenance import atomic_write
 
