@@ -1,6 +1,6 @@
 """MNIST from the four standard IDX files: verified, downloaded when missing, split as the thesis.
 
-Images come back as float32 in [0, 255] shaped (N, 1, 28, 28) (no normalisation, SPEC Part A),
+Images come back as float32 in [0, 255] shaped (N, 1, 28, 28) (no normalisation, thesis 3.3),
 labels as int32. The folder is, in order: the `folder` argument, $FRIENDLY_MNIST_DIR, data/mnist/.
 Each file may be gzip-compressed or raw; its *decompressed* bytes must match the SHA-256 below.
 """
