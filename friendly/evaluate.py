@@ -141,7 +141,7 @@ def main():
             for run, log in zip(runs, logs.values()):
                 run['elastic_sigmoid'] = tables.collapse(log)
             scale_plots[name] = logs
-        over = {key: tables.summary([r[key] for r in runs]) for key, _ in tables.ROWS}
+        over = {key: tables.summary([r[key] for r in runs]) for key in tables.SUMMARISED}
         table[name] = dict(
             {key: runs[0][key] for key, _ in tables.ROWS}, thesis_column=name,
             seed=seeds[0], epochs=runs[0]['epochs'], protocol=found[1].settings['protocol'],
@@ -169,10 +169,12 @@ def main():
                  % (name, len(gone), len(table[name]['seeds']), 100 * tables.COLLAPSE_DROP,
                     ': seed ' + ', '.join(map(str, gone)) if gone else '', name))
     source_info = tables.describe(found[0])
+    source_info.update(tables.zero_gradient_percent(tables.load(found[0], args.device), data,
+                                                    args.device, args.bn_mode))
     prov = provenance(args.device, wall_time_s=round(time.time() - started, 1), seeds=seeds,
                       source=dict(seed=source['seed'], protocol=source['protocol'],
                                   **source_info),
-                      evaluation={'attacks': ['fgsm'], 'epsilon': PROTOCOL['epsilon'],
+                      evaluation={'attacks': list(tables.ATTACKS), 'epsilon': PROTOCOL['epsilon'],
                                   'bn_mode': args.bn_mode, 'test_images': len(data[0]),
                                   'batch_size': PROTOCOL['eval_batch_size']})
     print(tables.markdown(table, note, prov))

@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import time
 
+import chainer
 import numpy as np
 
 from friendly import attacks, training, weights
@@ -23,6 +24,19 @@ from runkit.provenance import atomic_write
 ROWS = (('white_box_fgsm', 'Table 3.2 white-box FGSM'),
         ('black_box_fgsm', 'Table 3.2 black-box FGSM'),
         ('clean', 'Table 3.3 clean'))
+# Beyond the thesis, a diagnostic of the FGSM columns: how many entries of the white-box FGSM
+# gradient are exactly 0 in float32 and in float64, and FGSM with the gradient in float64
+# (compared with the thesis's Table 3.2 value of the same column).
+DIAGNOSTIC_ROWS = (('zero_gradient_float32', 'FGSM gradient entries exactly 0, float32 (%)',
+                    None),
+                   ('zero_gradient_float64', 'FGSM gradient entries exactly 0, float64 (%)',
+                    None),
+                   ('white_box_fgsm64', 'white-box FGSM, gradient in float64',
+                    'white_box_fgsm'),
+                   ('black_box_fgsm64', 'black-box FGSM, source gradient in float64',
+                    'black_box_fgsm'))
+ATTACKS = ('fgsm', 'fgsm64')
+SUMMARISED = tuple(k for k, _ in ROWS) + tuple(k for k, _, _ in DIAGNOSTIC_ROWS)
 
 # Where a network comes from: its settings, 'committed' (entry, store folder) or 'run'
 # (run folder, record).
@@ -101,15 +115,33 @@ def train_missing(plan, device='@numpy', jobs=1, mnist_dir=None, store=None):
             print('finished %s seed %d' % (s['network'], s['seed']), flush=True)
 
 
-def score(victims, source, data, device, attack_names=('fgsm',), epsilon=PROTOCOL['epsilon'],
+def zero_gradient_percent(net, data, device, bn_mode):
+    """Percent of the entries of the FGSM gradient dL/dx (clean test batches of 200) that are
+    exactly 0, with the network in float32 and in float64."""
+    device = chainer.get_device(device)
+    nets = {'float32': net, 'float64': attacks.in_float64(net)}
+    zeros = dict.fromkeys(nets, 0)
+    x, t = data
+    for start in range(0, len(x), PROTOCOL['eval_batch_size']):
+        tb = device.send(t[start:start + PROTOCOL['eval_batch_size']])
+        for dtype, copy in nets.items():
+            xb = device.send(x[start:start + PROTOCOL['eval_batch_size']].astype(dtype))
+            zeros[dtype] += int((attacks.loss_gradient(copy, xb, tb, bn_mode) == 0).sum())
+    return {'zero_gradient_' + k: round(100.0 * v / x.size, 2) for k, v in zeros.items()}
+
+
+def score(victims, source, data, device, attack_names=ATTACKS, epsilon=PROTOCOL['epsilon'],
           bn_mode=PROTOCOL['bn_test_mode']):
-    """{(name, seed): accuracy percent dict} for every found victim, against one source."""
+    """{(name, seed): percent dict} for every found victim, against one source: accuracy
+    clean and under each attack, and the zero-gradient diagnostic."""
     source_net = load(source, device)
     out = {}
     for found in victims:
         started = time.time()
-        accuracy = attacks.evaluate(load(found, device), data[0], data[1], source_net, attack_names,
-                                   epsilon, bn_mode, device=device)
+        net = load(found, device)
+        accuracy = attacks.evaluate(net, data[0], data[1], source_net, attack_names, epsilon,
+                                    bn_mode, device=device)
+        accuracy.update(zero_gradient_percent(net, data, device, bn_mode))
         accuracy['eval_seconds'] = round(time.time() - started, 1)
         out[(found.settings['network'], found.settings['seed'])] = accuracy
     return out
@@ -182,6 +214,21 @@ def markdown(table, note, prov):
                         if table[n]['thesis_column'] in THESIS_RESULTS[key] else '—',
                         {True: 'yes', False: '**no**', None: '—'}[
                             table[n]['aim_met'].get(key)]) for n in names))
+    lines += ['', '## Why the FGSM columns differ (diagnostic, beyond the thesis)', '',
+              'The same seeds: how often the FGSM gradient is exactly 0, and FGSM with that '
+              'gradient computed in float64 (everything else as above), beside the thesis\'s '
+              'Table 3.2. Mean ± sample standard deviation [min–max]. The black-box source\'s '
+              'gradient is exactly 0 in %.2f %% of its entries in float32 and %.2f %% in '
+              'float64.' % (prov['source']['zero_gradient_float32'],
+                            prov['source']['zero_gradient_float64']), '', head]
+    for key, title, thesis_key in DIAGNOSTIC_ROWS:
+        lines.append('| %s | %s |' % (title, ' | '.join(_spread(table[n]['over_seeds'].get(key))
+                                                        for n in names)))
+        if thesis_key:
+            lines.append('| thesis | %s |' % ' | '.join(
+                '%.2f' % THESIS_RESULTS[thesis_key][table[n]['thesis_column']]
+                if table[n]['thesis_column'] in THESIS_RESULTS[thesis_key] else '—'
+                for n in names))
     for name in names:
         if table[name].get('recorded'):
             lines += ['', '**%s** is a recorded measurement, not re-derived by this command: %s'

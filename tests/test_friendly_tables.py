@@ -134,9 +134,14 @@ def test_table_from_committed_weights_trains_nothing(store, tmp_path, monkeypatc
     # the same numbers as attacking the committed networks directly
     x, t = attacks.test_set(400, mnist_folder)
     direct = attacks.evaluate(weights.load_committed(_entry(store, 'S'), store=store), x, t,
-                             weights.load_committed(_entry(store, 'source'), store=store))
+                             weights.load_committed(_entry(store, 'source'), store=store),
+                             attacks=tables.ATTACKS)
     for key, _ in tables.ROWS:
         assert row[key] == direct[key]
+    for key in ('white_box_fgsm64', 'black_box_fgsm64'):
+        assert row['seeds'][0][key] == direct[key] == row['over_seeds'][key]['mean']
+    assert 0 <= row['seeds'][0]['zero_gradient_float64'] <= 100
+    assert 'source gradient in float64' in (written.parent / 'tables.md').read_text()
     assert row['seeds'][0]['weights_sha256'] == _entry(store, 'S')['sha256']
     assert row['over_seeds']['clean'] == {'n': 1, 'mean': row['clean'], 'std': None,
                                           'min': row['clean'], 'max': row['clean']}
