@@ -7,7 +7,6 @@ rounding to integers and clipping to the ball and the pixel range is the project
 
     fgsm      the thesis's attack (Goodfellow et al. 2015): one step
               x + eps * sign(dL/dx) of the squared-distance training loss, clipped.
-    fgsm64    the same with dL/dx computed in float64 (a diagnostic of float32 saturation).
     pgd       PGD as the original code parameterised it (Madry et al. 2018): 100 steps of
               round(2.5 eps / 100) pixels on the same loss, 20 integer random starts.
     apgd      APGD (Croce & Hein 2020) on the margin max_{i != y} z_i - z_y of the
@@ -207,29 +206,6 @@ def fgsm(net, x, t, epsilon, bn_mode='batch', **_):
     return xp.clip(x + epsilon * xp.sign(loss_gradient(net, x, t, bn_mode)), 0, 255)
 
 
-def in_float64(net):
-    """A float64 copy of a network: its parameters and persistent arrays (running averages)."""
-    copy = net.copy(mode='copy')
-    for param in copy.params():
-        param.array = param.array.astype(np.float64)
-    for link in copy.links():
-        for name in link._persistent:   # Chainer keeps no public list of a link's persistents
-            value = getattr(link, name)
-            if getattr(value, 'dtype', None) is not None and value.dtype.kind == 'f':
-                setattr(link, name, value.astype(np.float64))
-    return copy
-
-
-def fgsm64(net, x, t, epsilon, bn_mode='batch', **_):
-    """The thesis's FGSM with the input gradient computed in float64 (beyond the thesis: a
-    diagnostic). In float32 Chainer's sigmoid, tanh(x/2)/2 + 1/2, is exactly 0 or 1 for
-    |x| > ~17, so whole input gradients vanish and FGSM leaves those pixels alone; float64
-    saturates only beyond |x| ~ 37."""
-    xp = chainer.backend.get_array_module(x)
-    gradient = loss_gradient(in_float64(net), x.astype(np.float64), t, bn_mode)
-    return xp.clip(x + epsilon * xp.sign(gradient), 0, 255).astype(x.dtype)
-
-
 def pgd(net, x, t, epsilon, bn_mode='batch', steps=PGD['steps'], restarts=PGD['restarts'],
         rng=None, **_):
     """L-inf PGD on integer pixels; the highest-loss iterate over restarts per example."""
@@ -427,11 +403,11 @@ def transfer(net, x, t, epsilon, bn_mode='batch', source=None, attack='apgd', **
 
 
 # name -> attack(net, x, t, epsilon, bn_mode, rng=..., **budget); 'fgsm' is the thesis's.
-ATTACKS = {'fgsm': fgsm, 'fgsm64': fgsm64, 'pgd': pgd, 'apgd': apgd, 'apgd_ce': apgd_ce, 'square': square,
+ATTACKS = {'fgsm': fgsm, 'pgd': pgd, 'apgd': apgd, 'apgd_ce': apgd_ce, 'square': square,
            'transfer': transfer}
 # What each one needs from the victim, for the gradient-masking checks.
-KINDS = {'fgsm': 'single-step gradient', 'fgsm64': 'single-step gradient',
-         'pgd': 'iterative gradient', 'apgd': 'iterative gradient', 'apgd_ce': 'iterative gradient',
+KINDS = {'fgsm': 'single-step gradient', 'pgd': 'iterative gradient',
+         'apgd': 'iterative gradient', 'apgd_ce': 'iterative gradient',
          'square': 'gradient-free', 'transfer': 'transfer'}
 
 

@@ -12,44 +12,7 @@ import numpy as np
 import pytest
 
 from counting import activations
-
-CTYPES = {np.float32: 'float', np.float64: 'double'}
-
-
-def _harness(params_in, params_out, body, ctype):
-    """C++ program: reads the input arrays (binary, n elements each), writes the output."""
-    names_in = [p.split()[-1] for p in params_in.split(',')]
-    out = params_out.split()[-1]
-    lines = ['#include <cmath>', '#include <cstdio>', '#include <vector>', '#include <algorithm>',
-             'using namespace std;', 'typedef %s T;' % ctype, 'int main(int argc, char** argv) {',
-             '  long n = atol(argv[1]);']
-    for k, name in enumerate(names_in):
-        lines += ['  vector<T> %s_a(n);' % name,
-                  '  { FILE* f = fopen(argv[%d], "rb"); fread(%s_a.data(), sizeof(T), n, f); '
-                  'fclose(f); }' % (k + 2, name)]
-    lines += ['  vector<T> %s_a(n);' % out, '  for (long i = 0; i < n; ++i) {']
-    lines += ['    T %s = %s_a[i];' % (name, name) for name in names_in]
-    lines += ['    T %s;' % out, '    %s' % body, '    %s_a[i] = %s;' % (out, out), '  }',
-              '  FILE* f = fopen(argv[%d], "wb"); fwrite(%s_a.data(), sizeof(T), n, f); '
-              'fclose(f);' % (len(names_in) + 2, out), '  return 0;', '}']
-    return '#include <cstdlib>\n' + '\n'.join(lines) + '\n'
-
-
-def _run(kernel, arrays, dtype, tmp_path):
-    source = tmp_path / 'kernel.cpp'
-    source.write_text(_harness(*kernel, CTYPES[dtype]))
-    binary = tmp_path / 'kernel'
-    subprocess.run(['g++', '-O1', '-o', str(binary), str(source)], check=True)
-    paths = []
-    for k, array in enumerate(arrays):
-        path = tmp_path / ('in%d.bin' % k)
-        np.ascontiguousarray(array, dtype=dtype).tofile(path)
-        paths.append(str(path))
-    out = tmp_path / 'out.bin'
-    n = arrays[0].size
-    subprocess.run([str(binary), str(n)] + paths + [str(out)], check=True)
-    return np.fromfile(out, dtype=dtype)
-
+from cpp_kernels import CTYPES, run_body
 
 @pytest.mark.skipif(shutil.which('g++') is None, reason='g++ is not installed')
 @pytest.mark.parametrize('dtype', [np.float32, np.float64])
@@ -57,7 +20,7 @@ def test_kernels_match_numpy(dtype, tmp_path):
     rng = np.random.RandomState(0)
     x = np.concatenate([rng.randn(997) * 30, [0.0, -500.0, 500.0]]).astype(dtype)
     log_b = np.full_like(x, np.log(1.1))
-    y = _run(activations.FORWARD_KERNEL, [x, log_b], dtype, tmp_path)
+    y = run_body(activations.FORWARD_KERNEL, [x, log_b], dtype, tmp_path)
     expected = activations._forward_numpy(x, dtype(np.log(1.1)))
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(y, expected, rtol=tolerance, atol=tolerance)
@@ -69,7 +32,7 @@ def test_kernels_match_numpy(dtype, tmp_path):
     assert np.isfinite(y).all() and y[-2] < 1e-15 and y[-1] == pytest.approx(500, rel=tolerance)
 
     gy = rng.randn(x.size).astype(dtype)
-    gx = _run(activations.GRAD_KERNEL, [expected, gy, log_b], dtype, tmp_path)
+    gx = run_body(activations.GRAD_KERNEL, [expected, gy, log_b], dtype, tmp_path)
     np.testing.assert_allclose(gx, activations._grad_numpy(expected, gy, dtype(np.log(1.1))),
                                rtol=tolerance, atol=tolerance)
     # gx = gy f'(x) with f'(x) = 1 / (1 + b^-x)

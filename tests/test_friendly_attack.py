@@ -6,9 +6,6 @@ import os
 import subprocess
 import sys
 
-import chainer
-import chainer.functions as F
-import chainer.links as L
 import numpy as np
 import pytest
 
@@ -54,38 +51,6 @@ def test_fgsm_is_one_signed_step_of_the_squared_distance(trained):
     assert np.array_equal(attacks.fgsm(nets['S'], x, t, EPSILON), expected)
 
 
-class _Saturating(chainer.Chain):
-    """sigmoid(W x) with W = [[-1, 0], [0, 0]]: at x = (30, 5) output 0 is sigmoid(-30), exactly
-    0 in float32 (so its derivative is 0) but about 1e-13 in float64."""
-
-    def __init__(self):
-        super().__init__()
-        with self.init_scope():
-            self.linear = L.Linear(2, 2, initialW=np.array([[-1, 0], [0, 0]], np.float32))
-
-    def __call__(self, x, bn_mode=None):
-        return F.sigmoid(self.linear(x))
-
-
-def test_fgsm64_moves_what_float32_saturation_freezes():
-    net, x, t = _Saturating(), np.array([[30, 5]], np.float32), np.array([0], np.int32)
-    assert np.array_equal(attacks.loss_gradient(net, x, t, None), [[0, 0]])
-    assert np.array_equal(attacks.fgsm(net, x, t, EPSILON), x)
-    # dL/dx_0 = -2 (1 - y_0) y_0 (1 - y_0) * (-1) > 0 in float64; dL/dx_1 = 0 still
-    adv = attacks.fgsm64(net, x, t, EPSILON)
-    assert adv.dtype == np.float32 and np.array_equal(adv, [[30 + EPSILON, 5]])
-    assert net.linear.W.dtype == np.float32   # the network itself is left in float32
-
-
-def test_float64_copy_computes_the_same_network(trained):
-    nets, _, x, t = trained
-    copy = attacks.in_float64(nets['S'])
-    assert {p.dtype for p in copy.params()} == {np.dtype(np.float64)}
-    assert {p.dtype for p in nets['S'].params()} == {np.dtype(np.float32)}
-    np.testing.assert_allclose(attacks.predict(copy, x[:200].astype(np.float64), 'batch'),
-                               attacks.predict(nets['S'], x[:200], 'batch'), atol=1e-5)
-
-
 def test_apgd_at_least_as_strong_as_fgsm(trained):
     nets, _, x, t = trained
     net, x, t = nets['S'], x[:200], t[:200]
@@ -117,7 +82,7 @@ def test_evaluate_black_box_comes_from_the_source(trained):
 
 
 def test_every_attack_is_in_the_registry():
-    assert {'fgsm', 'fgsm64', 'pgd', 'apgd', 'apgd_ce', 'square', 'transfer'} <= set(attacks.ATTACKS)
+    assert {'fgsm', 'pgd', 'apgd', 'apgd_ce', 'square', 'transfer'} <= set(attacks.ATTACKS)
 
 
 def run(args, env=None, **kwargs):

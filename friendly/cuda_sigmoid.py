@@ -1,0 +1,52 @@
+"""Chainer's sigmoid as its CUDA kernel computes it, for any device (beyond the thesis: the
+diagnostic of Table 3.2's FGSM columns).
+
+Chainer 7.8.1 computes sigmoid(x) = tanh(x/2)/2 + 1/2 on both devices, but not in the same
+precision. On the CPU, numpy evaluates tanh in float32, so y takes steps of 2^-25 below
+x ~ -17 and is exactly 0 from x = -20 on, where its derivative y(1 - y) vanishes. On a GPU the
+elementwise kernel `y = tanh(x * 0.5) * 0.5 + 0.5` multiplies by the C++ double literal 0.5:
+tanh runs in float64 and y is rounded to float32 once, so y stays positive down to x ~ -38.
+Both round to exactly 1 from x ~ 17.3 on.
+
+    y = float32(tanh(float64(x) / 2) / 2 + 1/2),        dy/dx = y (1 - y)   (as Chainer's)
+
+The thesis's networks were trained and attacked with CuPy, so their saturated sigmoids kept
+the tiny negative-side gradients whose signs FGSM uses.
+"""
+import chainer
+import numpy as np
+from chainer import backend, function_node
+from chainer.utils import type_check
+
+
+class CudaSigmoid(function_node.FunctionNode):
+
+    def check_type_forward(self, in_types):
+        type_check._argname(in_types, ('x',))
+        type_check.expect(in_types[0].dtype.kind == 'f')
+
+    def forward(self, inputs):
+        x, = inputs
+        xp = backend.get_array_module(x)
+        y = xp.tanh(x.astype(np.float64) * 0.5) * 0.5 + 0.5
+        self.retain_outputs((0,))
+        return y.astype(x.dtype, copy=False),
+
+    def backward(self, indexes, grad_outputs):
+        y, = self.get_retained_outputs()
+        return grad_outputs[0] * y * (1 - y),   # differentiable in y: double backprop works
+
+
+def cuda_sigmoid(x):
+    """sigmoid(x) computed as Chainer's CUDA kernel does, on numpy or CuPy arrays."""
+    y, = CudaSigmoid().apply((x,))
+    return y
+
+
+def with_cuda_sigmoid(net):
+    """A copy of an FCNet (parameters shared) whose sigmoid activations are `cuda_sigmoid`."""
+    copy = net.copy(mode='share')
+    if not isinstance(copy.activations, chainer.ChainList):   # plain functions, not links
+        copy.activations = [cuda_sigmoid if a is chainer.functions.sigmoid else a
+                            for a in copy.activations]
+    return copy
