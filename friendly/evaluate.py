@@ -112,20 +112,22 @@ def main():
     def settings(name, seed=None):
         return training.settings_for(name, args.quick, epochs_for.get(name, args.epochs), seed,
                                      args.train_subset)
+    # a record's own weights (DIR/weights/friendly) are found as the repository's are
+    store = os.path.join(args.results, 'weights', 'friendly') if args.results else None
     source = settings(SOURCE)
     plan = [source] + [settings(n, s) for n in args.networks for s in seeds]
     missing = []
     if args.from_weights or args.only_available:
         missing = ['%s seed %d' % (s['network'], s['seed']) for s in plan
-                   if tables.locate(s) is None]
+                   if tables.locate(s, store) is None]
         needed = [source] + [settings(n, seeds[0]) for n in args.networks]
-        if missing and (args.from_weights or any(tables.locate(s) is None for s in needed)):
+        if missing and (args.from_weights or any(tables.locate(s, store) is None for s in needed)):
             raise UserError('%s: no committed weights or finished run for %s' % (
                 '--from-weights' if args.from_weights else '--only-available (the source '
                 'and every default seed are needed)', ', '.join(missing)))
     else:
-        tables.train_missing(plan, args.device, args.jobs, args.mnist_dir)
-    found = [f for f in (tables.locate(s) for s in plan) if f is not None]
+        tables.train_missing(plan, args.device, args.jobs, args.mnist_dir, store)
+    found = [f for f in (tables.locate(s, store) for s in plan) if f is not None]
 
     test_subset = args.test_subset or (QUICK['test_subset'] if args.quick else None)
     data = attacks.test_set(test_subset, args.mnist_dir)
@@ -181,7 +183,6 @@ def main():
     out = args.results or os.path.join(runs_root('friendly'), 'tables', label + (
         '' if args.bn_mode == PROTOCOL['bn_test_mode'] else '-' + args.bn_mode))
     if args.results:
-        store = os.path.join(args.results, 'weights', 'friendly')
         for f in found:
             if f.origin == 'run':
                 weights.export(f.folder, f.record, store)

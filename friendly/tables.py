@@ -42,10 +42,12 @@ Found = collections.namedtuple('Found', 'settings origin entry folder record')
 
 
 def locate(settings, store=None):
-    """The committed weights or finished run trained with exactly `settings`, else None."""
-    entry = weights.find(settings, store)
-    if entry:
-        return Found(settings, 'committed', entry, store or weights.STORE, None)
+    """The committed weights (in `store`, then in the repository's store) or the finished run
+    trained with exactly `settings`, else None."""
+    for folder in dict.fromkeys([store or weights.STORE, weights.STORE]):
+        entry = weights.find(settings, folder)
+        if entry:
+            return Found(settings, 'committed', entry, folder, None)
     folder = training.run_folder(settings)
     record = training.finished(folder, settings)
     if record:

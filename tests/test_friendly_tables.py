@@ -213,3 +213,23 @@ def test_only_available_leaves_out_untrained_seeds_and_says_so(store, tmp_path, 
     with pytest.raises(UserError, match='every default seed are needed.*S seed 3'):
         _run_evaluate(monkeypatch, capsys, store, tmp_path / 'runs', '--networks', 'S',
                       '--seeds', '3', '1', *common)
+
+
+def test_a_record_finds_the_weights_it_keeps_beside_the_repository_store(store, tmp_path,
+                                                                         monkeypatch, capsys,
+                                                                         mnist_folder):
+    # S seed 3 lives only in the record's own store; S seed 1 and the source in the repository's
+    record = tmp_path / 'record'
+    settings = training.settings_for('S', epochs=1, seed=3, train_subset=200)
+    run = str(tmp_path / 'S-seed3')
+    weights.export(run, training.train(settings, run, progress=False, mnist_dir=mnist_folder),
+                   str(record / 'weights' / 'friendly'))
+    out = _run_evaluate(monkeypatch, capsys, store, tmp_path / 'runs', '--networks', 'S',
+                        '--seeds', '1', '3', '--epochs', '1', '--train-subset', '200',
+                        '--test-subset', '200', '--mnist-dir', mnist_folder, '--only-available',
+                        '--results', str(record))
+    assert 'left out' not in out and 'training S' not in out
+    seeds = json.loads((record / 'tables.json').read_text())['networks']['S']['seeds']
+    assert [r['seed'] for r in seeds] == [1, 3]
+    assert seeds[1]['weights_sha256'] == _entry(str(record / 'weights' / 'friendly'),
+                                                'S')['sha256']
