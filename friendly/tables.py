@@ -3,7 +3,8 @@
 A network (name, seed) is taken, in order, from the committed weights (friendly/weights.py,
 checksum verified), from a finished run folder with identical settings, or trained (unless
 training is forbidden). Each victim is scored on the test images in batches of 200: clean,
-white-box FGSM (its own gradients) and black-box FGSM (gradients of the one `source` network).
+white-box FGSM (its own gradients) and black-box FGSM (gradients of the one `source` network),
+then again with the GPU's sigmoid arithmetic (friendly/cuda_sigmoid.py), a labelled diagnostic.
 """
 import collections
 import concurrent.futures

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+import gpu
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -59,20 +61,12 @@ def test_other_scripts_report_bad_input(tmp_path):
                           'truths file not found')
 
 
-def _gpu_available():
-    try:
-        import cupy
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # noqa: BLE001 - no CUDA here
-        return False
-
-
 @pytest.mark.parametrize('script', ['train.py', 'test.py', 'detect.py'])
 def test_unknown_device_is_one_line(script):
     assert_one_line_error(run(script, '--device', 'bogus', ok=False), "unknown device 'bogus'")
 
 
-@pytest.mark.skipif(_gpu_available(), reason='a GPU is usable here')
+@pytest.mark.skipif(gpu.available(), reason='a GPU is usable here')
 def test_gpu_device_without_gpu_is_one_line():
     assert_one_line_error(run('test.py', '--device', '@cupy:0', ok=False), '@cupy:0')
 

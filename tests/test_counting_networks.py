@@ -10,6 +10,8 @@ from counting import networks
 from counting.activations import ACTIVATIONS, modified_softplus
 from runkit.renorm import BatchRenormalization
 
+import gpu
+
 
 def test_large_network_at_thesis_size_has_80_features():
     model = networks.build('convolutional_large', 2, 1000, 1000, 'modified_softplus', True)
@@ -127,15 +129,7 @@ def test_modified_softplus_rejects_bad_base_and_dtype():
         modified_softplus(np.zeros(2, dtype=np.int32))
 
 
-def _gpu_available():
-    try:
-        import cupy
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # noqa: BLE001 - no CUDA here
-        return False
-
-
-@pytest.mark.skipif(not _gpu_available(), reason='needs a CUDA GPU')
+@pytest.mark.skipif(not gpu.available(), reason=gpu.NEEDED)
 def test_modified_softplus_kernels_match_numpy():
     import cupy
     rng = np.random.RandomState(2)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from chainer import gradient_check
 
+import gpu
 from cpp_kernels import run_body
 from friendly import attacks
 from friendly.cuda_sigmoid import CudaSigmoid, cuda_sigmoid, with_cuda_sigmoid
@@ -101,15 +102,7 @@ def test_with_cuda_sigmoid_swaps_only_plain_sigmoids():
     assert with_cuda_sigmoid(a).activations == a.activations
 
 
-def _gpu_available():
-    try:
-        import cupy
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # noqa: BLE001 - no CUDA here
-        return False
-
-
-@pytest.mark.skipif(not _gpu_available(), reason='needs a CUDA GPU')
+@pytest.mark.skipif(not gpu.available(), reason=gpu.NEEDED)
 def test_on_a_gpu_chainer_sigmoid_is_the_cuda_sigmoid():
     import cupy
     x = cupy.asarray(X.astype(np.float32))
