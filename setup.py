@@ -18,6 +18,7 @@ setup(
         "pillow",
         "shapely>=2",
         "matplotlib",
+        "scipy",
     ],
     extras_require={
         "gpu": ["cupy-cuda12x<14"],

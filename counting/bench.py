@@ -3,8 +3,9 @@
     python counting/bench.py [--sampler-images 100] [--device @numpy]
 
 Prints: sampler images/s at 1000x1000 with 1 and 2 workers (and the time 1,000 images would
-take, extrapolated), training images/s of the default and thesis networks, and detection
-seconds per image. Writes the same numbers to --json when given.
+take, extrapolated); seconds per training image of the 'small' preset (96 px) and the 'thesis'
+preset (1000 px, ConvolutionalLarge) with the full run they imply on this device; seconds for
+the saliency and per localisation step at both sizes. Writes the same numbers to --json.
 """
 import os
 import shutil
@@ -14,13 +15,12 @@ import time
 import counting  # noqa: F401
 import numpy as np
 
-from counting import defaults, networks, sample, shapes, trained
+from counting import defaults, networks, sample, shapes
 from counting import saliency as sal
 from counting.training import OPTIMIZERS, CountLoss
-from runkit.cli import Parser, UserError, positive_int, run_main
+from runkit.cli import Parser, positive_int, run_main
 from runkit.devices import get_device
 from runkit.provenance import provenance, write_json
-from runkit.runs import runs_root
 
 
 def bench_sampler(n_images, workers, shape_limit=10):
@@ -38,51 +38,72 @@ def bench_sampler(n_images, workers, shape_limit=10):
             'extrapolated_seconds_per_1000': round(1000 * seconds / n_images, 1)}
 
 
-def example_batch(n, height, width, types=('tri', 'sq'), shape_limit=5, scale=(8, 16)):
+def example_batch(n, preset):
+    """n images of the preset's dataset settings (uint8) and their counts."""
+    spec = defaults.TRAIN_PRESETS[preset]['dataset']
     s = dict(defaults.SAMPLER)
-    s.update({'image_width': width, 'image_height': height, 'scale_bounds': scale,
-              'shape_types': types})
-    choices = shapes.count_choices(types, shape_limit)
+    s.update({'image_width': spec['image_width'], 'image_height': spec['image_height'],
+              'scale_bounds': tuple(spec['scale_bounds']),
+              'limit_scale_resampling': spec['limit_scale_resampling'],
+              'shape_types': tuple(spec['shape_types'])})
+    choices = shapes.count_choices(s['shape_types'], spec['shape_limit'])
     xs, ts = [], []
     for i in range(n):
         counts, _, picture = shapes.sample_image(0, i, s, choices)
         xs.append(np.asarray(picture).transpose(2, 0, 1))
-        ts.append([counts[t] for t in types])
+        ts.append([counts[t] for t in s['shape_types']])
     return np.array(xs, dtype=np.uint8), np.array(ts, dtype=np.float32)
 
 
-def bench_training(name, height, width, batch, iterations, device, activation, batch_renorm):
-    model = networks.build(name, 2, height, width, activation, batch_renorm)
+def preset_network(preset, device):
+    p = defaults.TRAIN_PRESETS[preset]
+    np.random.seed(0)
+    model = networks.build(p['network'], len(p['dataset']['shape_types']),
+                           p['dataset']['image_height'], p['dataset']['image_width'],
+                           p['activation'], p['batch_renorm'])
     model.to_device(device)
+    return model, p
+
+
+def bench_training(preset, iterations, device, batch=None):
+    """Seconds per training iteration of the preset's network, optimiser and batch."""
+    model, p = preset_network(preset, device)
     loss = CountLoss(model)
-    opt = OPTIMIZERS['momentum_sgd'](0.001, defaults.TRAIN['momentum'])
+    opt = OPTIMIZERS[p['optimizer']](p['lr'], defaults.TRAIN['momentum'])
     opt.setup(loss)
-    x, t = example_batch(batch, height, width)
-    x = device.send(x.astype(np.float32) / 255)
+    batch = batch or p['batch_size']
+    x, t = example_batch(batch, preset)
+    x = device.send(x.astype(np.float32) * np.float32(p['input_scale']))
     t = device.send(t)
     opt.update(loss, x, t)   # warm-up (allocations, lazy setup)
     start = time.time()
     for _ in range(iterations):
         opt.update(loss, x, t)
-    seconds = time.time() - start
-    return {'network': name, 'image': '%dx%d' % (width, height), 'batch': batch,
-            'iterations': iterations, 'images_per_second': round(batch * iterations / seconds, 2)}
+    device.device.synchronize() if hasattr(device.device, 'synchronize') else None
+    seconds = (time.time() - start) / iterations
+    train_images = round(p['dataset']['num_images'] * (1 - p['test_fraction']))
+    full = seconds / batch * train_images * p['epochs']
+    return {'preset': preset, 'network': p['network'], 'batch': batch,
+            'image': '%dx%d' % (p['dataset']['image_width'], p['dataset']['image_height']),
+            'seconds_per_image': round(seconds / batch, 4),
+            'seconds_per_iteration_of_20': round(seconds / batch * 20, 3),
+            'images_per_second': round(batch / seconds, 2),
+            'estimated_full_run_hours': round(full / 3600, 2),
+            'full_run': '%d epochs x %d images' % (p['epochs'], train_images)}
 
 
-def bench_detection(model, height, width, device, scale, n_images, max_sets=None):
-    x, _ = example_batch(n_images, height, width)
-    times, sets = [], []
-    for image in x:
-        start = time.time()
-        graph = sal.SaliencyGraph(model, image, device, scale)
-        n = int(round(float(graph.counts.sum())))
-        n = max(1, n) if max_sets is None else min(max(1, n), max_sets)
-        found = sal.localise(graph.saliency, graph.importance, n, sal.select_threshold(5e-10))
-        times.append(time.time() - start)
-        sets.append(len(found))
-    return {'image': '%dx%d' % (width, height), 'images': n_images,
-            'seconds_per_image': round(float(np.mean(times)), 3),
-            'sets_per_image': round(float(np.mean(sets)), 2)}
+def bench_localisation(preset, device, steps):
+    """Seconds for the saliency and for each localisation step (one second derivative)."""
+    model, p = preset_network(preset, device)
+    image = example_batch(1, preset)[0][0]
+    start = time.time()
+    graph = sal.SaliencyGraph(model, image, device, p['input_scale'])
+    saliency_seconds = time.time() - start
+    start = time.time()
+    sal.localise(graph.saliency, graph.importance, steps, sal.select_threshold(5e-10))
+    return {'preset': preset, 'image': '%dx%d' % image.shape[1:][::-1],
+            'saliency_seconds': round(saliency_seconds, 3),
+            'seconds_per_step': round((time.time() - start) / steps, 3)}
 
 
 def build_parser():
@@ -109,40 +130,24 @@ def main(argv=None):
                'extrapolated from %d images' % r['images'])
         print('  %d worker(s): %.1f images/s -> 1,000 images in %.1f s (%s)'
               % (workers, r['images_per_second'], r['extrapolated_seconds_per_1000'], how))
-    d = defaults.TRAIN_PRESETS['default']
-    h, w = d['dataset']['image_height'], d['dataset']['image_width']
-    out['training'] = [bench_training(d['network'], h, w, d['batch_size'], 50, device,
-                                      d['activation'], d['batch_renorm'])]
+    presets = ['small'] + ([] if args.skip_thesis_size else ['thesis'])
+    out['training'] = [bench_training('small', 20, device)]
+    out['localisation'] = [bench_localisation('small', device, 5)]
     if not args.skip_thesis_size:
-        out['training'].append(bench_training('convolutional_large', 1000, 1000, 4, 2, device,
-                                              'modified_softplus', True))
-    print('training (forward + backward + update):')
+        # a few images are enough to time the 1000x1000 network on a CPU
+        out['training'].append(bench_training('thesis', 2, device, batch=4))
+        out['localisation'].append(bench_localisation('thesis', device, 1))
+    print('training (forward + backward + update), device %s:' % args.device)
     for r in out['training']:
-        print('  %s %s batch %d: %.2f images/s' % (r['network'], r['image'], r['batch'],
-                                                    r['images_per_second']))
-    run = os.path.join(runs_root('counting'), 'default')
-    try:
-        model, s = trained.load(run, device)
-        which = 'trained default run'
-    except UserError:   # no usable default run: an untrained network of the same shape
-        np.random.seed(0)
-        model = networks.build(d['network'], 2, h, w, d['activation'], d['batch_renorm'])
-        model.to_device(device)
-        which = 'untrained default network'
-    out['detection'] = [dict(bench_detection(model, h, w, device, defaults.TRAIN['input_scale'],
-                                             10), model=which)]
-    if not args.skip_thesis_size:
-        np.random.seed(0)
-        large = networks.build('convolutional_large', 2, 1000, 1000, 'modified_softplus', True)
-        large.to_device(device)
-        out['detection'].append(dict(bench_detection(large, 1000, 1000, device,
-                                                     defaults.TRAIN['input_scale'], 1,
-                                                     max_sets=1),
-                                     model='untrained ConvolutionalLarge, 1 set'))
-    print('detection (saliency + localisation loop):')
-    for r in out['detection']:
-        print('  %s %s: %.3f s per image (%.1f sets per image)'
-              % (r['model'], r['image'], r['seconds_per_image'], r['sets_per_image']))
+        print('  %s (%s %s, batch %d): %.3f s per image, %.2f s per iteration of 20 -> %s '
+              'in %.1f hours' % (r['preset'], r['network'], r['image'], r['batch'],
+                                 r['seconds_per_image'], r['seconds_per_iteration_of_20'],
+                                 r['full_run'], r['estimated_full_run_hours']))
+    print('localisation:')
+    for r in out['localisation']:
+        print('  %s %s: saliency %.3f s, %.3f s per localisation step'
+              % (r['preset'], r['image'], r['saliency_seconds'], r['seconds_per_step']))
+    out['presets'] = presets
     if args.json:
         out['provenance'] = provenance(device=args.device)
         write_json(args.json, out)

@@ -21,47 +21,74 @@ SAMPLER = {
     'placement_attempts': 2000,
 }
 
-# Training presets. 'default' is a CPU-sized run that finishes in minutes and learns to count;
-# 'thesis' is the full configuration of the thesis (1000x1000, ConvolutionalLarge, 100 epochs).
-TRAIN_PRESETS = {
-    'default': {
-        # 87x87: the largest size <= 100 whose every pixel reaches the Convolutional network's
-        # output (its stride-5 layers drop right/bottom edge pixels at other sizes).
-        # Shapes of scale 14..24 ("larger shapes resulted in proper learning", thesis 2.2).
-        'dataset': {'image_width': 87, 'image_height': 87, 'shape_limit': 4,
-                    'num_images': 8000, 'shape_types': ['tri', 'sq'], 'scale_bounds': [14, 24],
-                    'limit_scale_resampling': False, 'seed': 1},
-        'network': 'convolutional',
-        # SoftPlus: smooth (the localisation needs f'' != 0) and counts as well as ReLU here;
-        # Modified SoftPlus with b = 1.1 counts worse (results/counting/metrics.md).
-        'activation': 'softplus',
-        'batch_renorm': True,
-        'epochs': 40,
-        'batch_size': 20,
-        # RMSprop (one of the thesis's optimisers): momentum SGD at lr 0.07 can leave the ReLU
-        # output dead at this size.
-        'optimizer': 'rmsprop',
-        'lr': 0.001,
-        'lr_stages': 3,                # the run in 3 equal stages, learning rate x0.1 at each
-        'test_fraction': 0.1,
-        'batch_renorm_loss_threshold': 3.0,
-    },
-    'thesis': {
-        'dataset': {'image_width': 1000, 'image_height': 1000, 'shape_limit': 10,
-                    'num_images': 4000, 'shape_types': ['tri', 'sq'], 'scale_bounds': [10, 20],
-                    'limit_scale_resampling': False, 'seed': 1},
-        'network': 'convolutional_large',
-        'activation': 'modified_softplus',
-        'batch_renorm': True,
-        'epochs': 100,
-        'batch_size': 20,
-        'optimizer': 'momentum_sgd',
-        'lr': 0.07,
-        'lr_stages': 3,
-        'test_fraction': 0.1,
-        'batch_renorm_loss_threshold': 3.0,
-    },
+# Training presets: the configuration of each chapter-2 figure (thesis Figures 2.3-2.7), at the
+# thesis's size ('thesis*', 1000x1000, ConvolutionalLarge: a GPU's work) and scaled down
+# together for a 2-core CPU ('small*': image, shapes and count range at about a tenth, the
+# same-family ConvolutionalSmall, every pixel seen). Within a family the siblings differ only in
+# what the thesis names for their figure: activation, Batch Renormalization, sampler mode.
+#
+# Figures 2.3/2.4 (the thesis's own figure files and code): one scale per image, large shapes
+# (squares of scale about 103 and 118 in its two images, 17 shapes in one), sigmoid + Batch
+# Renormalization, raw 0-255 pixels, plain SGD at lr 0.07, batch 20, 100 epochs, lr x0.1 at
+# each third. Figures 2.5-2.7: a scale per shape; ReLU (2.5) and SoftPlus (2.6) without Batch
+# Renormalization, sigmoid with it (2.7).
+_THESIS = {
+    'dataset': {'image_width': 1000, 'image_height': 1000, 'shape_limit': 20,
+                'num_images': 4000, 'shape_types': ['tri', 'sq'], 'scale_bounds': [100, 120],
+                'limit_scale_resampling': True, 'seed': 1},
+    'network': 'convolutional_large',
+    'activation': 'sigmoid',
+    'batch_renorm': True,
+    'epochs': 100,
+    'batch_size': 20,
+    'optimizer': 'sgd',
+    'lr': 0.07,
+    'lr_stages': 3,
+    'test_fraction': 0.1,
+    'batch_renorm_loss_threshold': 3.0,
+    'input_scale': 1.0,                # raw 0..255 pixels, in training and in detection
+    'output_bias': 'zero',             # Chainer's initial bias of the count layer
 }
+_SMALL = dict(_THESIS, **{
+    # 1000 -> 96 px (every pixel reaches ConvolutionalSmall's output at even sizes); scales
+    # 100-120 -> 8-14 (a wider range, so that the per-shape/per-image contrast of 2.2.3 shows);
+    # up to 12 shapes instead of 20, which keeps the thesis's shape density.
+    'dataset': {'image_width': 96, 'image_height': 96, 'shape_limit': 12,
+                'num_images': 6000, 'shape_types': ['tri', 'sq'], 'scale_bounds': [8, 14],
+                'limit_scale_resampling': True, 'seed': 1},
+    'network': 'convolutional_small',
+    'epochs': 20,
+    # The count layer's bias starts at the training images' mean count. At 96 px, SGD at
+    # lr 0.07 from a zero bias leaves the ReLU-clamped output dead (predicting 0) within the
+    # first epoch; started at the mean it trains.
+    'output_bias': 'training_mean',
+})
+
+
+def _sibling(base, figure, **changes):
+    # The thesis's ReLU and SoftPlus networks (2.5, 2.6) probably trained without Batch
+    # Renormalization; at 96 px, SGD at lr 0.07 without it kills their output on raw pixels
+    # within 100 iterations, so the small family keeps it for every sibling.
+    if base is _SMALL:
+        changes.pop('batch_renorm', None)
+    preset = dict(base, **changes, figure=figure)
+    if 'scale_per_shape' in changes:
+        del preset['scale_per_shape']
+        preset['dataset'] = dict(base['dataset'], limit_scale_resampling=False)
+    return preset
+
+
+TRAIN_PRESETS = {}
+for _family, _base in (('thesis', _THESIS), ('small', _SMALL)):
+    TRAIN_PRESETS.update({
+        _family: _sibling(_base, '2.3, 2.4'),
+        _family + '-relu': _sibling(_base, '2.5', activation='relu', batch_renorm=False,
+                                    scale_per_shape=True),
+        _family + '-softplus': _sibling(_base, '2.6', activation='softplus', batch_renorm=False,
+                                        scale_per_shape=True),
+        _family + '-sigmoid-per-shape': _sibling(_base, '2.7', scale_per_shape=True),
+    })
+DEFAULT_PRESET = 'small'
 
 TRAIN = {
     'momentum': 0.85,
@@ -73,9 +100,6 @@ TRAIN = {
     # after that, the next step.
     'batch_renorm_steps': (1.1, 10.0, 100.0, 1000.0),
     'batch_renorm_step_epochs': 20,
-    # Pixels enter the network as float32 in [0, 1] (uint8 / 255). Choice: the thesis does not
-    # say; this keeps lr 0.07 stable without Batch Renormalization.
-    'input_scale': 1.0 / 255.0,
 }
 
 # Modified SoftPlus base b in log_b(1 + b^x).

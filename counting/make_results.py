@@ -1,341 +1,288 @@
-"""Regenerate results/counting: trains the runs it needs, tests them, localises, draws figures.
+"""Re-make results/counting/: thesis chapter 2 (Figures 2.3-2.7 and the claims of 2.2) measured.
 
-    python counting/make_results.py [--images 50] [--force]
+    python counting/make_results.py --thesis-figures ../shared/thesis/figures   # train what is missing
+    python counting/make_results.py --from-weights                             # committed networks only
 
-Runs (under runs/counting/): the default preset (SoftPlus) and the same configuration with
-relu, Modified SoftPlus and sigmoid. A run is reused only when its settings.json shows the
-settings asked for, a test or localisation output only when it was made by the same command from
-the same model.npz; anything else is redone (everything with --force). Writes figures analogous
-to thesis Figures 2.3-2.7, metrics.md and metrics.json, each figure with a sidecar JSON of its
-provenance.
+Networks: the four 'small' presets (counting/defaults.py), the CPU analogues of the networks
+behind Figures 2.3/2.4, 2.5, 2.6 and 2.7. Each is taken from results/weights/counting/ when a
+network with the same settings is committed there (checksums verified), else from a finished
+run under runs/counting/<preset> with the same settings, else trained there (rerun the command
+after an interruption: the run resumes from its last snapshot) and committed to the store.
+`--from-weights` never trains. `--thesis-figures DIR` measures the thesis's own figure files
+(never copied) with the same code and puts them beside ours; without it, the measurements of an
+earlier record are kept and the figures say where the thesis's panels would be.
+
+Writes results/counting/chapter2.md (the side-by-side tables), chapter2.json (every number),
+fig2_3.png ... fig2_7.png and provenance.json.
 """
-import hashlib
 import json
 import os
-import shutil
+import shlex
 import subprocess
 import sys
 
 import counting  # noqa: F401
 import numpy as np
-from PIL import Image
 
-from counting import training
+from counting import chapter2, defaults, figures, thesis_figures, training, weights
 from runkit.cli import Parser, UserError, positive_int, run_main
-from runkit.provenance import atomic_write, provenance, write_json, write_text
+from runkit.provenance import provenance, write_json, write_text
 from runkit.runs import runs_root
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNS = runs_root('counting')
 OUT = os.path.join(ROOT, 'results', 'counting')
-PRESET = 'default'
-
-# Runs compared: name -> settings overriding the default preset (train.py flags of those names).
-VARIANTS = {
-    'default': {},                                      # softplus
-    'relu': {'activation': 'relu'},
-    'modified_softplus': {'activation': 'modified_softplus'},
-    'sigmoid': {'activation': 'sigmoid'},
+# preset -> what it stands for
+PRESETS = {
+    'small': 'Figures 2.3/2.4: sigmoid + Batch Renormalization, one scale per image',
+    'small-relu': 'Figure 2.5: ReLU, a scale per shape',
+    'small-softplus': 'Figure 2.6: SoftPlus, a scale per shape',
+    'small-sigmoid-per-shape': 'Figure 2.7: sigmoid + Batch Renormalization, a scale per shape',
 }
-# Beside each test/detect output: the command and model it was made from.
-MADE_FROM = 'made_from.json'
 
 
 def shown(args):
-    """A command as recorded: 'python' and paths relative to the checkout."""
-    return ['python'] + [os.path.relpath(a, ROOT) if isinstance(a, str) and
-                         a.startswith(ROOT + os.sep) else str(a) for a in args]
+    """A command as recorded: 'python', paths relative to the checkout, shell-quoted."""
+    return ' '.join(shlex.quote(os.path.relpath(a, ROOT) if a.startswith(ROOT + os.sep) else a)
+                    for a in ['python'] + [str(a) for a in args])
 
 
-def run_script(args):
-    print('running: %s' % ' '.join(shown(args)), flush=True)
-    proc = subprocess.run([sys.executable] + [str(a) for a in args], cwd=ROOT)
-    if proc.returncode != 0:
-        raise UserError('step failed (exit %d): %s' % (proc.returncode, ' '.join(shown(args))))
+def train_command(preset, out, resume):
+    return [os.path.join(ROOT, 'counting', 'train.py'), '--preset', preset, '--out', out,
+            '--no-progress'] + (['--resume'] if resume else [])
 
 
-def train_step(out, overrides, workers, force, log):
-    """Train the run unless `out` holds a finished run of exactly these settings.
-    Returns whether it trained."""
-    args = [os.path.join(ROOT, 'counting', 'train.py'), '--preset', PRESET, '--out', out,
-            '--no-progress', '--workers', workers]
-    for key, value in overrides.items():
-        flag = key.replace('_', '-')
-        args += ['--' + flag] if value is True else ['--no-' + flag] if value is False else \
-            ['--' + flag, value]
-    log.append(' '.join(shown(args)))
-    wanted = training.resolve_settings(PRESET, overrides)
-    if not force and training.finished(out, wanted):
-        print('reusing %s (same settings)' % os.path.relpath(out, ROOT))
-        return False
-    run_script(args)
-    return True
+def network_folders(presets, from_weights, jobs):
+    """{preset: folder of a finished network with the preset's settings}, training the missing
+    ones (`jobs` at a time) and committing each to the store as it finishes."""
+    folders, pending = {}, []
+    for preset in presets:
+        settings = training.resolve_settings(preset)
+        stored = weights.verified_folder(preset)
+        if stored and training.same_settings(json.load(open(os.path.join(stored, 'settings.json'))),
+                                             settings):
+            folders[preset] = stored
+            continue
+        if from_weights:
+            raise UserError('no committed network for preset %s in %s; run without '
+                            '--from-weights to train it' % (preset, weights.STORE))
+        out = os.path.join(runs_root('counting'), preset)
+        if training.finished(out, settings):
+            print('reusing %s' % os.path.relpath(out, ROOT))
+            folders[preset] = weights.export(preset, out)
+            continue
+        resume = bool([n for n in os.listdir(out) if n.startswith('snapshot_epoch_')]) \
+            if os.path.isdir(out) else False
+        # each job's dataset is generated here, one at a time, not by parallel trainers
+        training.ensure_dataset(training.preset_dataset_folder(preset), settings['dataset'], 2)
+        pending.append((preset, out, train_command(preset, out, resume)))
+    env = dict(os.environ, OMP_NUM_THREADS='1', OPENBLAS_NUM_THREADS='1') if jobs > 1 \
+        else os.environ
+    running = []
+    while pending or running:
+        while pending and len(running) < jobs:
+            preset, out, cmd = pending.pop(0)
+            os.makedirs(out, exist_ok=True)
+            print('training %s: %s (log: %s/train.log)' % (preset, shown(cmd),
+                                                            os.path.relpath(out, ROOT)),
+                  flush=True)
+            log = open(os.path.join(out, 'train.log'), 'a')
+            running.append((preset, out, cmd, subprocess.Popen(
+                [sys.executable] + cmd, cwd=ROOT, env=env, stdout=log,
+                stderr=subprocess.STDOUT), log))
+        preset, out, cmd, proc, log = running.pop(0)
+        code = proc.wait()
+        log.close()
+        if code != 0:
+            for _, _, _, other, _ in running:
+                other.wait()
+            raise UserError('training %s failed (exit %d; see %s/train.log); rerun to resume'
+                            % (preset, code, os.path.relpath(out, ROOT)))
+        folders[preset] = weights.export(preset, out)
+        print('finished %s; committed to %s' % (preset, os.path.relpath(folders[preset], ROOT)),
+              flush=True)
+    return folders
 
 
-def file_sha1(path):
-    with open(path, 'rb') as f:
-        return hashlib.file_digest(f, 'sha1').hexdigest()
+def strip_maps(obj):
+    return {k: v for k, v in obj.items() if k != 'maps'}
 
 
-def output_step(args, folder, done, model, force, log):
-    """Run test.py/detect.py into `folder` unless `done` there was made by the same command
-    from the same model file; a rerun starts from an empty folder."""
-    command = shown(args)
-    log.append(' '.join(command))
-    key = {'command': command, 'model_sha1': file_sha1(model)}
-    stamp = os.path.join(folder, MADE_FROM)
-    if not force and os.path.exists(done) and os.path.exists(stamp):
-        with open(stamp) as f:
-            if json.load(f) == key:
-                print('reusing %s' % os.path.relpath(done, ROOT))
-                return
-    if os.path.isdir(folder):
-        shutil.rmtree(folder)   # outputs of another model or command
-    run_script(args)
-    write_json(stamp, key)
-
-
-def load_png(path):
-    return np.asarray(Image.open(path).convert('RGB'))
-
-
-def save_figure(fig, name, sources, extra):
-    path = os.path.join(OUT, name + '.png')
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=110))
-    write_json(os.path.join(OUT, name + '.json'),
-               {'figure': name + '.png', 'made_by': provenance(**extra),
-                'from_commands': sources})
-
-
-def axes_grid(rows, cols, scale=1.7):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * scale, rows * scale + 0.4),
-                             squeeze=False)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    return plt, fig, axes
-
-
-def detect_folder(run):
-    return os.path.join(RUNS, run, 'detect')
-
-
-def example_names(run, k):
-    folder = detect_folder(run)
-    return sorted(n for n in os.listdir(folder)
-                  if os.path.isdir(os.path.join(folder, n)))[:k]
-
-
-def figure_saliency(sources, extra):
-    names = example_names('default', 3)
-    plt, fig, axes = axes_grid(2, len(names))
-    for j, n in enumerate(names):
-        axes[0, j].imshow(load_png(os.path.join(detect_folder('default'), n, 'image.png')))
-        axes[1, j].imshow(load_png(os.path.join(detect_folder('default'), n, 'saliency.png')))
-        axes[0, j].set_title(n, fontsize=8)
-    axes[0, 0].set_ylabel('image', fontsize=8)
-    axes[1, 0].set_ylabel('saliency$^{0.1}$', fontsize=8)
-    fig.suptitle('Fig 2.3 analogue: image and saliency$^{0.1}$ (default SoftPlus network)',
-                 fontsize=9)
-    save_figure(fig, 'fig2_3_image_saliency', sources, extra)
-    plt.close(fig)
-
-
-def figure_localisation(sources, extra, sets=3):
-    names = example_names('default', 2)
-    plt, fig, axes = axes_grid(2 * len(names), sets + 1)
-    for i, n in enumerate(names):
-        folder = os.path.join(detect_folder('default'), n)
-        with open(os.path.join(folder, 'sets.json')) as f:
-            info = json.load(f)['sets']
-        axes[2 * i, 0].imshow(load_png(os.path.join(folder, 'boxes.png')))
-        axes[2 * i, 0].set_title('%s: boxes' % n, fontsize=7)
-        axes[2 * i + 1, 0].imshow(load_png(os.path.join(folder, 'saliency.png')))
-        axes[2 * i + 1, 0].set_title('saliency', fontsize=7)
-        for k in range(sets):
-            if k >= len(info):
-                axes[2 * i, k + 1].axis('off')
-                axes[2 * i + 1, k + 1].axis('off')
-                continue
-            r, c = info[k]['seed_row_col']
-            mask = load_png(os.path.join(folder, 'set%02d_mask.png' % (k + 1)))
-            axes[2 * i, k + 1].imshow(mask)
-            axes[2 * i, k + 1].plot([c], [r], 'r+', ms=6)
-            axes[2 * i, k + 1].set_title('set %d mask (%d px)' % (k + 1, info[k]['pixels']),
-                                         fontsize=7)
-            axes[2 * i + 1, k + 1].imshow(
-                load_png(os.path.join(folder, 'set%02d_importance.png' % (k + 1))))
-            axes[2 * i + 1, k + 1].plot([c], [r], 'r+', ms=6)
-            axes[2 * i + 1, k + 1].set_title('set %d importance$^{0.1}$' % (k + 1), fontsize=7)
-    fig.suptitle('Fig 2.4 / 2.7 analogue: masks (threshold 5e-10) and importance maps; '
-                 '+ = seed', fontsize=8)
-    save_figure(fig, 'fig2_4_masks_importance', sources, extra)
-    plt.close(fig)
-
-
-def figure_activations(sources, extra):
-    names = example_names('default', 2)
-    rows = [('relu', 'ReLU (2.5)'), ('default', 'SoftPlus (2.6)'),
-            ('sigmoid', 'sigmoid + BRN (2.7)'), ('modified_softplus', 'Modified SoftPlus')]
-    plt, fig, axes = axes_grid(len(rows) + 1, len(names) + 1)
-    for j, n in enumerate(names):
-        axes[0, j].imshow(load_png(os.path.join(detect_folder('default'), n, 'image.png')))
-        axes[0, j].set_title(n, fontsize=7)
-    axes[0, -1].axis('off')
-    axes[0, 0].set_ylabel('image', fontsize=7)
-    for i, (run, label) in enumerate(rows, 1):
-        for j, n in enumerate(names):
-            axes[i, j].imshow(load_png(os.path.join(detect_folder(run), n, 'saliency.png')))
-        first = os.path.join(detect_folder(run), names[0], 'set01_importance.png')
-        if os.path.exists(first):
-            axes[i, -1].imshow(load_png(first))
-        else:
-            axes[i, -1].text(0.5, 0.5, 'second derivative\nis zero everywhere',
-                             ha='center', va='center', fontsize=7)
-        if i == 1:
-            axes[i, -1].set_title('set 1 importance$^{0.1}$ %s' % names[0], fontsize=7)
-        axes[i, 0].set_ylabel(label, fontsize=7)
-    fig.suptitle('Figs 2.5-2.7 analogue: saliency by activation', fontsize=9)
-    save_figure(fig, 'fig2_5_2_7_activations', sources, extra)
-    plt.close(fig)
-
-
-def fmt(v, pct=False):
-    if v is None:
-        return '-'
-    return '%.1f%%' % (100 * v) if pct else '%.3f' % v
-
-
-def tables(sources, extra):
-    rows, counting_rows, loc_rows = {}, [], []
-    for run in VARIANTS:
-        with open(os.path.join(RUNS, run, 'test', 'metrics.json')) as f:
-            m = json.load(f)
-        with open(os.path.join(RUNS, run, 'settings.json')) as f:
-            s = json.load(f)
-        rows[run] = {'test': m, 'settings': {k: s[k] for k in (
-            'network', 'activation', 'batch_renorm', 'epochs', 'optimizer', 'lr', 'batch_size',
-            'seed', 'seconds', 'train_images_per_second', 'dataset_folder')},
-            'provenance': s['provenance']}
-        pt = m['per_type']
-        counting_rows.append('| %s | %s | %d | %s / %s | %s / %s | %s / %s | %s | %s |' % (
-            run, s['activation'], s['epochs'], fmt(pt['tri']['mae']), fmt(pt['sq']['mae']),
-            fmt(pt['tri']['baseline_mae']), fmt(pt['sq']['baseline_mae']),
-            fmt(pt['tri']['exact_accuracy'], True), fmt(pt['sq']['exact_accuracy'], True),
-            fmt(m['exact_accuracy_all_types'], True), '%.0f s' % s['seconds']))
-        detect = os.path.join(RUNS, run, 'detect', 'metrics.json')
-        if os.path.exists(detect):
-            with open(detect) as f:
-                d = json.load(f)
-            rows[run]['localisation'] = d
-            sweep = os.path.join(RUNS, run, 'detect', 'sweep.json')
-            if os.path.exists(sweep):
-                with open(sweep) as f:
-                    rows[run]['sweep'] = json.load(f)['rows']
-            x = d['metrics']
-            loc_rows.append('| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %.2f s |' % (
-                run, d['selection'], x['images'], fmt(x['pointing_game']),
-                fmt(x['mask_precision']), fmt(x['mask_recall']),
-                fmt(x['mean_matched_box_iou']), fmt(x['box_f1_at_iou']),
-                fmt(x['double_hit_rate']), fmt(x['empty_set_rate']), d['seconds_per_image']))
-    lines = ['# Counting results (thesis chapter 2, measured)', '',
-             'Produced by `python counting/make_results.py`; every number below comes from the '
-             'run folders under runs/counting/ and the commands listed at the end.', '',
-             '## Counting on the held-out split (%d images)' % rows['default']['test']['images'],
-             '', 'MAE tri / sq against the predict-the-training-mean baseline; exact = rounded '
-             'prediction equals the true count.', '',
-             '| run | activation | epochs | MAE tri / sq | baseline MAE tri / sq | exact tri / sq '
-             '| exact both | train time |', '|---|---|---|---|---|---|---|---|']
-    lines += counting_rows
-    lines += ['', '## Localisation against the ground-truth polygons', '',
-              'Pointing = seed pixel on a shape; mask precision/recall against the seed\'s shape; '
-              'box IoU after one-to-one greedy matching, F1 at IoU >= 0.5; double hit = shapes '
-              'reached by two or more sets / shapes reached; empty = sets with no pixel.', '',
-              '| run | selection | images | pointing | mask precision | mask recall | matched '
-              'box IoU | box F1@0.5 | double hit | empty sets | time/image |',
-              '|---|---|---|---|---|---|---|---|---|---|---|']
-    lines += loc_rows
-    chance = pointing_chance(rows['default']['localisation']['metrics']['images'])
-    lines += ['', 'Chance level for pointing: %.3f of the pixels of these images lie on a shape.'
-              % chance]
-    rows['default']['pointing_chance'] = chance
-    lines += ['', 'ReLU: no localisation — its second derivative is zero everywhere '
-              '(detect.py reports this; only its saliency is drawn).']
-    for run in VARIANTS:
-        if 'sweep' in rows[run]:
-            lines += ['', '## Selection sweep, %s run' % run, '',
-                      '| selection | pointing | mask precision | mask recall | matched box IoU '
-                      '| box F1@0.5 | double hit | empty sets |', '|---|---|---|---|---|---|---|---|']
-            for r in rows[run]['sweep']:
-                x = r['metrics']
-                lines.append('| %s | %s | %s | %s | %s | %s | %s | %s |' % (
-                    r['selection'], fmt(x['pointing_game']), fmt(x['mask_precision']),
-                    fmt(x['mask_recall']), fmt(x['mean_matched_box_iou']),
-                    fmt(x['box_f1_at_iou']), fmt(x['double_hit_rate']),
-                    fmt(x['empty_set_rate'])))
-    prov = provenance(**extra)
-    lines += ['', '## Provenance', '', '- made by: `%s`' % prov['command'],
-              '- commit: `%s`' % prov['commit'], '- device: %s' % prov['device'],
-              '- date: %s' % prov['date'], '- seed %s, epochs %s' % (extra['seed'],
-                                                                   extra['epochs']),
-              '- steps:'] + ['  - `%s`' % c for c in sources] + ['']
-    write_text(os.path.join(OUT, 'metrics.md'), '\n'.join(lines))
-    write_json(os.path.join(OUT, 'metrics.json'), {'runs': rows, 'made_by': prov,
-                                                    'from_commands': sources})
-
-
-def pointing_chance(n_images):
-    """Share of pixels on a shape over the first n held-out images of the default run."""
-    from counting import data as data_mod, shapes
-    with open(os.path.join(RUNS, 'default', 'settings.json')) as f:
-        s = json.load(f)
-    dataset = data_mod.ShapeDataset(os.path.join(ROOT, s['dataset_folder']))
-    position = {n: i for i, n in enumerate(dataset.names)}
-    on = [shapes.label_map(dataset.shapes_of(position[n]), s['image_width'],
-                           s['image_height']) > 0 for n in s['test_names'][:n_images]]
-    return float(np.mean(on))
+def previous_thesis_measures():
+    path = os.path.join(OUT, 'chapter2.json')
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f).get('thesis_files')
+    return None
 
 
 def build_parser():
     p = Parser(prog='counting/make_results.py', description=__doc__.splitlines()[0])
-    p.add_argument('--images', type=positive_int, default=50,
-                   help='held-out images scored by the localisation metrics (default 50)')
-    p.add_argument('--force', action='store_true', help='redo steps whose outputs exist')
-    p.add_argument('--workers', type=positive_int, default=2)
+    p.add_argument('--thesis-figures', metavar='DIR',
+                   help="folder holding the thesis's figure files (putasideall/ or its contents)")
+    p.add_argument('--from-weights', action='store_true',
+                   help='use only the committed networks; never train')
+    p.add_argument('--images', type=positive_int, default=20,
+                   help='held-out images measured per network (default %(default)s)')
+    p.add_argument('--shortcut-images', type=positive_int, default=200,
+                   help='images per sampler mode and per size end (default %(default)s)')
+    p.add_argument('--jobs', type=positive_int, default=2,
+                   help='networks trained at once, one CPU thread each (default %(default)s)')
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    here = os.path.join(ROOT, 'counting')
-    log = []
-    for run, overrides in VARIANTS.items():
-        out = os.path.join(RUNS, run)
-        model = os.path.join(out, 'model.npz')
-        train_step(out, overrides, args.workers, args.force, log)
-        test_folder = os.path.join(out, 'test')
-        output_step([os.path.join(here, 'test.py'), out], test_folder,
-                    os.path.join(test_folder, 'metrics.json'), model, args.force, log)
-        detect_out = detect_folder(run)
-        if run == 'relu':
-            detect = [os.path.join(here, 'detect.py'), out, '--images', 4, '--saliency-only']
-            done = detect_out
-        else:
-            detect = [os.path.join(here, 'detect.py'), out, '--images', args.images,
-                      '--save-pictures', 4] + (['--sweep'] if run == 'default' else [])
-            done = os.path.join(detect_out, 'metrics.json')
-        output_step(detect, detect_out, done, model, args.force, log)
-    with open(os.path.join(RUNS, 'default', 'settings.json')) as f:
-        s = json.load(f)
-    extra = {'seed': s['seed'], 'epochs': s['epochs'], 'device': s['device']}
-    figure_saliency(log, extra)
-    figure_localisation(log, extra)
-    figure_activations(log, extra)
-    tables(log, extra)
-    print('wrote %s' % OUT)
+    root = thesis_figures.root_of(args.thesis_figures) if args.thesis_figures else None
+    folders = network_folders(list(PRESETS), args.from_weights, args.jobs)
+    nets, maps = {}, {}
+    for preset, folder in folders.items():
+        settings = training.resolve_settings(preset)
+        training.ensure_dataset(training.preset_dataset_folder(preset), settings['dataset'], 2)
+        print('measuring %s' % preset, flush=True)
+        nets[preset], maps[preset], _ = chapter2.measure_network(folder, images=args.images)
+        nets[preset]['settings'] = {k: settings[k] for k in (
+            'network', 'activation', 'batch_renorm', 'optimizer', 'lr', 'epochs', 'batch_size',
+            'input_scale')}
+        nets[preset]['settings']['one_scale_per_image'] = \
+            settings['dataset']['limit_scale_resampling']
+        nets[preset]['figure'] = PRESETS[preset]
+        nets[preset]['weights'] = weights.read_manifest()[preset]
+    print('measuring the pixel-count shortcut', flush=True)
+    spec = defaults.TRAIN_PRESETS['small']['dataset']
+    shortcut = chapter2.measure_shortcut(folders, spec, spec['shape_limit'],
+                                         images=args.shortcut_images)
+    thesis = thesis_figures.measure(root) if root else previous_thesis_measures()
+    made_by = provenance(seed=defaults.TRAIN['seed'])
+    made_by['command'] = shown([os.path.join(ROOT, 'counting', 'make_results.py')] +
+                               (['--thesis-figures', '<thesis figures folder>'] if root else []) +
+                               (['--from-weights'] if args.from_weights else []) +
+                               (['--images', args.images] if args.images != 20 else []))
+    record = {'networks': nets, 'shortcut': shortcut, 'thesis_files': thesis,
+              'thesis_files_measured_now': root is not None, 'made_by': made_by}
+    os.makedirs(OUT, exist_ok=True)
+    write_json(os.path.join(OUT, 'chapter2.json'), record)
+    figures.figure_2_3(os.path.join(OUT, 'fig2_3.png'), maps['small'], root)
+    figures.figure_2_4(os.path.join(OUT, 'fig2_4.png'), maps['small'], root)
+    for figure, preset, title in (
+            ('2.5', 'small-relu', 'Figure 2.5: ReLU, a scale per shape'),
+            ('2.6', 'small-softplus', 'Figure 2.6: SoftPlus, a scale per shape'),
+            ('2.7', 'small-sigmoid-per-shape',
+             'Figure 2.7: sigmoid + Batch Renormalization, a scale per shape')):
+        figures.figure_activation(os.path.join(OUT, 'fig%s.png' % figure.replace('.', '_')),
+                                  figure, maps[preset], root,
+                                  title + '. Left: ours (%s); right: the thesis' % preset)
+    write_text(os.path.join(OUT, 'chapter2.md'), report(record))
+    print('wrote %s' % os.path.relpath(OUT, ROOT))
+
+
+def fmt(summary, digits=2, pct=False):
+    if summary is None:
+        return '-'
+    if isinstance(summary, dict):
+        scale = 100 if pct else 1
+        return '%.*f [%.*f-%.*f]' % (digits, scale * summary['median'], digits,
+                                     scale * summary['q25'], digits, scale * summary['q75'])
+    return '%.*f' % (digits, 100 * summary if pct else summary)
+
+
+def report(record):
+    """chapter2.md: the claims of thesis 2.2, ours beside the thesis's files."""
+    nets, thesis, shortcut = record['networks'], record['thesis_files'], record['shortcut']
+    lines = ['# Thesis chapter 2, measured: our analogue networks beside the thesis\'s figures',
+             '', 'Made by `%s` at commit `%s` on %s, %s. Every number below is in '
+             '`chapter2.json`; the measures are defined in `counting/figure_measures.py` and '
+             '`counting/chapter2.py`. Ours: the first %d held-out images of each network, '
+             'median [quartiles] over images. The thesis: its own 1000 px figure files.'
+             % (record['made_by']['command'], record['made_by']['commit'],
+                record['made_by']['device'], record['made_by']['date'],
+                len(next(iter(nets.values()))['images'])), '']
+    lines += ['## Counting (held-out split)', '',
+              '| preset | stands for | MAE | predict-the-mean MAE | ratio | exact (both types) '
+              '| epochs | train time |', '|---|---|---|---|---|---|---|---|']
+    for preset, n in nets.items():
+        c = n['counting']
+        lines.append('| %s | %s | %.3f | %.3f | %.2f | %.1f%% | %d | %.0f s |' % (
+            preset, n['figure'], c['mae'], c['baseline_mae'], c['mae'] / c['baseline_mae'],
+            100 * c['exact_accuracy_all_types'], n['settings']['epochs'],
+            n['weights']['train_seconds']))
+    lines += ['', '## Where the saliency lies (Figure 2.3; 2.5-2.7)', '',
+              'Mean saliency in each region over the background\'s (edge band: 1 px at 96 px, '
+              '4 px at 1000 px), the share of all saliency on the edge band and corners, and '
+              'the stride grid (phase contrast at the first stride period over that at the '
+              'neighbouring periods; about 1 means no grid).', '',
+              '| maps | edge | corners | interior | share on edges + corners | stride grid |',
+              '|---|---|---|---|---|---|']
+    if thesis:
+        for i, row in enumerate(thesis['2.3/2.4']):
+            r = row['regions']
+            lines.append('| thesis Fig 2.3 image %d | %.2f | %.2f | %.2f | %.1f%% | %.0f (period 3) |'
+                         % (i + 1, r['edge']['relative_to_background'],
+                            r['corners']['relative_to_background'],
+                            r['interior']['relative_to_background'],
+                            100 * (r['edge']['share'] + r['corners']['share']),
+                            row['stride_grid']['3']))
+        for figure in ('2.5', '2.6', '2.7'):
+            for i, row in enumerate(thesis[figure]):
+                lines.append('| thesis Fig %s image %d | (no image file) | | | | %.0f (period 3) |'
+                             % (figure, i + 1, row['stride_grid']['3']))
+    for preset, n in nets.items():
+        r = n['regions']
+        first = sorted(n['stride_grid'], key=int)[0]
+        lines.append('| ours: %s | %s | %s | %s | %s | %s (period %s) |' % (
+            preset, fmt(r['edge']['relative_to_background']),
+            fmt(r['corners']['relative_to_background']),
+            fmt(r['interior']['relative_to_background']),
+            '%.1f%%' % (100 * (r['edge']['share']['median'] + r['corners']['share']['median'])),
+            fmt(n['stride_grid'][first]), first))
+    lines += ['', '## The selected pixel sets (Figures 2.4, 2.6, 2.7; threshold 5e-10)', '',
+              'Size as % of the image; shape / outline covered: share of the nearest shape\'s '
+              'pixels / of its edge band in the set; on shape, in band, between: shares of the '
+              'set.', '',
+              '| sets | size % | shape covered | outline covered | on shape | in band | '
+              'between shapes |', '|---|---|---|---|---|---|---|']
+    if thesis:
+        for figure in ('2.3/2.4', '2.6', '2.7'):
+            for i, row in enumerate(thesis[figure]):
+                for s in row['sets']:
+                    lines.append('| thesis Fig %s image %d step %d | %.2f | %s | %s | %s | %s | %s |'
+                                 % ('2.4' if figure == '2.3/2.4' else figure, i + 1, s['step'],
+                                    100 * s['fraction'],
+                                    *(fmt(s.get(k)) if s.get(k) is not None else '-'
+                                      for k in ('shape_covered', 'outline_covered', 'on_shape',
+                                                'in_band', 'between'))))
+    for preset, n in nets.items():
+        s = n.get('sets')
+        if not s:
+            lines.append('| ours: %s | second derivative zero (largest importance %s) | | | | '
+                         '| |' % (preset, fmt(n['first_importance_max'], 3)))
+            continue
+        lines.append('| ours: %s, all steps (%d sets) | %s | %s | %s | %s | %s | %s |' % (
+            preset, s['sets'], fmt(s['fraction'], pct=True), fmt(s['shape_covered']),
+            fmt(s['outline_covered']), fmt(s['on_shape']), fmt(s['in_band']),
+            fmt(s['between'])))
+        lines.append('| ours: %s, size by step 1 / 2 / 3 | %s | | | | | |' % (
+            preset, ' / '.join(fmt(s['fraction_by_step'][k], pct=True)
+                               for k in ('1', '2', '3'))))
+    lines += ['', '## The pixel-count shortcut (thesis 2.2.3)', '',
+              'Total shape area as a predictor of the total count (least squares, %d fresh '
+              'images per sampler mode):' % shortcut['images'], '',
+              '| sampler | R^2 | MAE (shapes) |', '|---|---|---|']
+    for mode, fit in shortcut['area_fit'].items():
+        lines.append('| %s | %.3f | %.2f |' % (mode.replace('_', ' '), fit['r2'], fit['mae']))
+    lines += ['', 'Each network\'s mean signed error of the total count when every shape has '
+              'the smallest scale (%d) or the largest (%d); a pixel counter under-counts small '
+              'shapes and over-counts large ones.' % (shortcut['scales']['smallest'],
+                                                      shortcut['scales']['largest']), '',
+              '| network | trained on | error, smallest | error, largest | MAE smallest / '
+              'largest |', '|---|---|---|---|---|']
+    for preset, b in shortcut['size_bias'].items():
+        lines.append('| %s | %s | %+.2f | %+.2f | %.2f / %.2f |' % (
+            preset, 'one scale per image' if nets[preset]['settings']['one_scale_per_image']
+            else 'a scale per shape', b['smallest']['mean_signed_error'],
+            b['largest']['mean_signed_error'], b['smallest']['mae'], b['largest']['mae']))
+    lines += ['', 'Networks: `results/weights/counting/` (manifest with SHA-256, the commit and '
+              'device that trained each).', '']
+    return '\n'.join(lines)
 
 
 if __name__ == '__main__':

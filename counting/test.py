@@ -2,7 +2,7 @@
 
     python counting/test.py [RUN_DIR] [--dataset DIR] [--out DIR]
 
-By default RUN_DIR is runs/counting/default and the images are the run's held-out split; with
+By default RUN_DIR is runs/counting/small and the images are the run's held-out split; with
 --dataset every image of that dataset is used. Writes metrics.json, confusion.md and scatter.png
 to RUN_DIR/test (or --out).
 """
@@ -13,7 +13,7 @@ import chainer
 import numpy as np
 
 from counting import data as data_mod
-from counting import trained
+from counting import defaults, trained
 from runkit.cli import Parser, UserError, positive_int, run_main
 from runkit.devices import get_device
 from runkit.provenance import atomic_write, provenance, write_json, write_text
@@ -93,8 +93,8 @@ def scatter(path, pred, truth, types, title):
 
 def build_parser():
     p = Parser(prog='counting/test.py', description=__doc__.splitlines()[0])
-    p.add_argument('run', nargs='?', default=os.path.join(runs_root('counting'), 'default'),
-                   help='run folder from counting/train.py (default: runs/counting/default)')
+    p.add_argument('run', nargs='?', default=os.path.join(runs_root('counting'), defaults.DEFAULT_PRESET),
+                   help='run folder from counting/train.py (default: runs/counting/small)')
     p.add_argument('--dataset', help='test on every image of this dataset instead')
     p.add_argument('--out', help='output folder (default RUN/test)')
     p.add_argument('--device', default='@numpy', help='Chainer device (default @numpy)')

@@ -1,7 +1,7 @@
 """Train a counting network (MSE on per-type counts) with Chainer's Trainer (counting/training.py).
 
-    python counting/train.py                  # CPU-sized default: data/counting/default, minutes
-    python counting/train.py --preset thesis  # the thesis run: 1000x1000, ConvolutionalLarge, 100 epochs
+    python counting/train.py                  # the CPU analogue of Figures 2.3/2.4 (preset small)
+    python counting/train.py --preset thesis  # Figures 2.3/2.4 as the thesis ran them (a GPU's work)
     python counting/train.py --resume         # continue an interrupted run exactly
 
 Outputs go to runs/counting/<preset>/ (or --out): model.npz, settings.json (all settings and
@@ -16,7 +16,7 @@ from runkit.devices import get_device
 
 def build_parser():
     p = Parser(prog='counting/train.py', description=__doc__.splitlines()[0])
-    p.add_argument('--preset', choices=sorted(defaults.TRAIN_PRESETS), default='default',
+    p.add_argument('--preset', choices=sorted(defaults.TRAIN_PRESETS), default=defaults.DEFAULT_PRESET,
                    help='settings table in counting/defaults.py (default: %(default)s)')
     p.add_argument('--dataset', help='dataset folder from counting/sample.py (default: the '
                    "preset's, generated under data/counting/<preset> when missing)")
@@ -35,6 +35,8 @@ def build_parser():
     p.add_argument('--lr-stages', type=positive_int,
                    help='split the run into this many equal stages, lr x0.1 at each boundary '
                    '(thesis: 3; 1 = constant lr)')
+    p.add_argument('--input-scale', type=positive_float,
+                   help='factor on the 0..255 pixels before the network (thesis: 1, raw)')
     p.add_argument('--test-fraction', type=positive_float,
                    help='share of the dataset held out for counting/test.py')
     p.add_argument('--seed', type=non_negative_int, default=defaults.TRAIN['seed'],

@@ -1,7 +1,7 @@
 """Training a counting network (thesis 2.2): settings, the preset's dataset, the Trainer.
 
-    settings = resolve_settings('default', {'activation': 'relu'})
-    folder = ensure_dataset(preset_dataset_folder('default'), settings['dataset'])
+    settings = resolve_settings('small', {'activation': 'relu'})
+    folder = ensure_dataset(preset_dataset_folder('small'), settings['dataset'])
     record = train(settings, folder, out)
 
 A run folder holds settings.json (the settings, the data trained on, held-out image names,
@@ -36,9 +36,9 @@ DATA_ROOT = os.path.join(ROOT, 'data', 'counting')
 
 # Settings a command-line flag may override on top of a preset.
 OVERRIDABLE = ('network', 'activation', 'batch_renorm', 'epochs', 'batch_size', 'lr',
-               'optimizer', 'lr_stages', 'test_fraction')
+               'optimizer', 'lr_stages', 'test_fraction', 'input_scale')
 # Settings taken from defaults.TRAIN rather than the preset.
-FIXED = ('momentum', 'input_scale', 'batch_renorm_steps', 'batch_renorm_step_epochs')
+FIXED = ('momentum', 'batch_renorm_steps', 'batch_renorm_step_epochs')
 
 
 class CountLoss(chainer.Chain):
@@ -230,6 +230,8 @@ def train(settings, dataset_folder, out, device='@numpy', resume=None, snapshot_
                                s['activation'], s['batch_renorm'])
     except ValueError as err:
         raise UserError(str(err)) from None
+    if s['output_bias'] == 'training_mean':
+        model.out.b.array[...] = dataset.counts[train_idx].mean(axis=0)
     model.to_device(device)
     loss = CountLoss(model)
     optimizer = OPTIMIZERS[s['optimizer']](s['lr'], s['momentum'])

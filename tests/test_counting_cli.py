@@ -7,6 +7,7 @@ import sys
 import pytest
 
 import gpu
+from counting import defaults
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -61,6 +62,17 @@ def test_other_scripts_report_bad_input(tmp_path):
                           'truths file not found')
 
 
+def test_chapter2_inputs_are_checked(tmp_path):
+    (tmp_path / 'figures').mkdir()
+    assert_one_line_error(run('make_results.py', '--thesis-figures', tmp_path / 'figures',
+                              ok=False), "does not hold the thesis's figure files")
+    data = tmp_path / 'wide'
+    run('sample.py', data, 4, 2, '--image-width', 122, '--image-height', 96,
+        '--scale-bounds', 8, 12)
+    assert_one_line_error(run('train.py', '--dataset', data, '--out', tmp_path / 'r',
+                              '--no-progress', ok=False), 'cannot see columns 119-121')
+
+
 @pytest.mark.parametrize('script', ['train.py', 'test.py', 'detect.py'])
 def test_unknown_device_is_one_line(script):
     assert_one_line_error(run(script, '--device', 'bogus', ok=False), "unknown device 'bogus'")
@@ -83,7 +95,7 @@ def test_a_run_of_another_package_is_refused(script, tmp_path):
 
 def test_pipeline_end_to_end(tmp_path):
     data, out = tmp_path / 'data', tmp_path / 'run'
-    run('sample.py', data, 60, 3, '--image-width', 87, '--image-height', 87, '--scale-bounds',
+    run('sample.py', data, 60, 3, '--image-width', 96, '--image-height', 96, '--scale-bounds',
         8, 14, '--seed', 2, '--workers', 2)
     run('train.py', '--dataset', data, '--out', out, '--epochs', 2, '--snapshot-every', 1,
         '--lr-stages', 2, '--no-progress', '--workers', 1)
@@ -91,7 +103,8 @@ def test_pipeline_end_to_end(tmp_path):
     assert settings['provenance']['commit'] and settings['epochs'] == 2
     assert settings['lr_stages'] == 2 and settings['finished']
     log = json.loads((out / 'log').read_text())
-    assert [entry['lr'] for entry in log] == pytest.approx([1e-3, 1e-4])
+    lr = defaults.TRAIN_PRESETS['small']['lr']
+    assert [entry['lr'] for entry in log] == pytest.approx([lr, lr / 10])
     assert (out / 'snapshot_epoch_2').exists() and (out / 'loss.png').exists()
     proc = run('train.py', '--dataset', data, '--out', out, '--epochs', 3, '--resume',
                '--lr-stages', 2, '--no-progress')
@@ -107,7 +120,7 @@ def test_pipeline_end_to_end(tmp_path):
 
 def test_detect_reports_relu_networks(tmp_path):
     data, out = tmp_path / 'data', tmp_path / 'run'
-    run('sample.py', data, 20, 2, '--image-width', 87, '--image-height', 87, '--scale-bounds',
+    run('sample.py', data, 20, 2, '--image-width', 96, '--image-height', 96, '--scale-bounds',
         8, 14)
     run('train.py', '--dataset', data, '--out', out, '--epochs', 1, '--activation', 'relu',
         '--no-progress', '--workers', 1)

@@ -8,10 +8,10 @@ import pytest
 import counting  # noqa: F401
 import chainer
 
-from counting import defaults, make_results, sample, training
+from counting import defaults, sample, training
 from runkit.cli import UserError
 
-DATASET = {'image_width': 87, 'image_height': 87, 'shape_limit': 3, 'num_images': 20,
+DATASET = {'image_width': 96, 'image_height': 96, 'shape_limit': 3, 'num_images': 20,
         'shape_types': ['tri', 'sq'], 'scale_bounds': [8, 14], 'limit_scale_resampling': False,
         'seed': 3}
 
@@ -25,7 +25,7 @@ def dataset(tmp_path_factory):
 def tiny_settings():
     """3 epochs of 18 training images in batches of 4 (epochs end mid-batch), with rmax/dmax
     stepping every epoch from the first: 1.1, 10, 100."""
-    s = training.resolve_settings('default', {'epochs': 3, 'batch_size': 4, 'lr_stages': 3})
+    s = training.resolve_settings('small', {'epochs': 3, 'batch_size': 4, 'lr_stages': 3})
     s['batch_renorm_loss_threshold'] = 1e9
     s['batch_renorm_step_epochs'] = 1
     return s
@@ -73,7 +73,7 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(dataset, tmp_path, monk
     for key in expected:
         np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
     rmax = [k for k in expected if k.endswith('/rmax')]
-    assert len(rmax) == 3 and all(expected[k] == 100 for k in rmax)   # the schedule ran
+    assert len(rmax) == 6 and all(expected[k] == 100 for k in rmax)   # the schedule ran
     assert any(k.endswith('/avg_mean') for k in expected)
     assert epoch_losses(killed) == epoch_losses(whole)
 
@@ -83,11 +83,11 @@ def test_snapshot_holds_the_batch_renorm_schedule(dataset, tmp_path):
     s['epochs'] = 1
     out = str(tmp_path / 'run')
     record = training.train(s, dataset, out, snapshot_every=1, progress=False)
-    assert record['batch_renorm_rmax'] == [1.1] * 3
+    assert record['batch_renorm_rmax'] == [1.1] * 6
     with np.load(os.path.join(out, 'snapshot_epoch_1')) as f:
         rmax = [f[k] for k in f.files if k.endswith('/rmax')]
         dmax = [f[k] for k in f.files if k.endswith('/dmax')]
-    assert len(rmax) == len(dmax) == 3
+    assert len(rmax) == len(dmax) == 6
     np.testing.assert_allclose(rmax + dmax, 1.1)
 
 
@@ -118,34 +118,6 @@ def test_dataset_without_sampler_record_is_not_reused(tmp_path):
         training.ensure_dataset(folder, DATASET)
 
 
-def fake_run(out, settings, finished=True):
-    os.makedirs(out)
-    record = dict(settings, finished=finished)
-    with open(os.path.join(out, 'settings.json'), 'w') as f:
-        json.dump(record, f)
-    open(os.path.join(out, 'model.npz'), 'wb').close()
-
-
-def test_make_results_retrains_runs_made_with_other_settings(tmp_path, monkeypatch):
-    ran = []
-    monkeypatch.setattr(make_results, 'run_script', ran.append)
-    same = str(tmp_path / 'same')
-    fake_run(same, training.resolve_settings('default', {'activation': 'relu'}))
-    assert not make_results.train_step(same, {'activation': 'relu'}, 1, False, [])
-    assert make_results.train_step(same, {'activation': 'sigmoid'}, 1, False, [])
-    assert ran[-1][ran[-1].index('--activation') + 1] == 'sigmoid'
-    assert make_results.train_step(same, {'activation': 'relu'}, 1, True, [])   # --force
-    other = str(tmp_path / 'other')
-    settings = training.resolve_settings('default', {'activation': 'relu'})
-    settings['lr_stages'] = 1
-    fake_run(other, settings)
-    assert make_results.train_step(other, {'activation': 'relu'}, 1, False, [])
-    unfinished = str(tmp_path / 'unfinished')
-    fake_run(unfinished, training.resolve_settings('default'), finished=False)
-    assert make_results.train_step(unfinished, {}, 1, False, [])
-    assert len(ran) == 4
-
-
 def test_lr_stages_split_the_run_equally():
     assert training.lr_stage_ends(100, 3) == [33, 67]
     assert training.lr_stage_ends(40, 4) == [10, 20, 30]
@@ -158,29 +130,4 @@ def test_settings_come_from_the_preset_and_the_flags():
     assert s['batch_renorm_steps'] == list(defaults.TRAIN['batch_renorm_steps'])
     assert s['batch_renorm_loss_threshold'] == 3.0 and s['lr_stages'] == 3
     with pytest.raises(UserError, match='test-fraction'):
-        training.resolve_settings('default', {'test_fraction': 1.5})
-
-
-def test_make_results_redoes_outputs_of_another_model_or_command(tmp_path, monkeypatch):
-    model, folder = tmp_path / 'model.npz', tmp_path / 'test'
-    done = folder / 'metrics.json'
-    ran = []
-
-    def script(args):
-        ran.append(args)
-        folder.mkdir(exist_ok=True)
-        done.write_text('{}')
-
-    monkeypatch.setattr(make_results, 'run_script', script)
-    model.write_bytes(b'first model')
-    step = lambda args: make_results.output_step(  # noqa: E731
-        args, str(folder), str(done), str(model), False, [])
-    step(['test.py', 'run'])
-    step(['test.py', 'run'])
-    assert len(ran) == 1   # same command, same model: reused
-    (folder / 'left_over.png').write_bytes(b'')
-    model.write_bytes(b'second model')
-    step(['test.py', 'run'])
-    assert len(ran) == 2 and not (folder / 'left_over.png').exists()
-    step(['test.py', 'run', '--images', 3])
-    assert len(ran) == 3
+        training.resolve_settings('small', {'test_fraction': 1.5})
