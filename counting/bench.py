@@ -13,6 +13,7 @@ import tempfile
 import time
 
 import counting  # noqa: F401
+import chainer
 import numpy as np
 
 from counting import defaults, networks, sample, shapes
@@ -79,11 +80,17 @@ def bench_training(preset, iterations, device, batch=None):
     start = time.time()
     for _ in range(iterations):
         opt.update(loss, x, t)
-    device.device.synchronize() if hasattr(device.device, 'synchronize') else None
+    if hasattr(device, 'device') and hasattr(device.device, 'synchronize'):
+        device.device.synchronize()   # a GPU finishes its queued work before the clock stops
     seconds = (time.time() - start) / iterations
     train_images = round(p['dataset']['num_images'] * (1 - p['test_fraction']))
     full = seconds / batch * train_images * p['epochs']
+    h, w = p['dataset']['image_height'], p['dataset']['image_width']
+    # training is about three forward passes (forward, backward to inputs and to weights)
+    train_flops = 3 * networks.forward_flops(networks.NETWORKS[p['network']].layers, h, w) * \
+        train_images * p['epochs']
     return {'preset': preset, 'network': p['network'], 'batch': batch,
+            'full_run_tflop': round(train_flops / 1e12, 1),
             'image': '%dx%d' % (p['dataset']['image_width'], p['dataset']['image_height']),
             'seconds_per_image': round(seconds / batch, 4),
             'seconds_per_iteration_of_20': round(seconds / batch * 20, 3),
@@ -92,10 +99,29 @@ def bench_training(preset, iterations, device, batch=None):
             'full_run': '%d epochs x %d images' % (p['epochs'], train_images)}
 
 
+def calibrate(model, x):
+    """Set each Batch Renormalization's running averages to the statistics of batch x, so that
+    an untrained network in test mode is not saturated (its initial averages, 0 and 1, are far
+    from what raw 0..255 pixels give)."""
+    h = x
+    with chainer.using_config('train', False), chainer.using_config('enable_backprop', False):
+        for k, conv in enumerate(model.convs):
+            h = conv(h)
+            if model.batch_renorm:
+                link = model.batch_renorms[k]
+                link.avg_mean[...] = h.array.mean(axis=(0, 2, 3))
+                link.avg_var[...] = h.array.var(axis=(0, 2, 3))
+                h = link(h)
+            h = model.activation(h)
+
+
 def bench_localisation(preset, device, steps):
     """Seconds for the saliency and for each localisation step (one second derivative)."""
     model, p = preset_network(preset, device)
-    image = example_batch(1, preset)[0][0]
+    images, counts = example_batch(2, preset)
+    calibrate(model, device.send(images.astype(np.float32) * np.float32(p['input_scale'])))
+    model.out.b.array[...] = device.send(counts.mean(axis=0))   # a live ReLU-clamped output
+    image = images[0]
     start = time.time()
     graph = sal.SaliencyGraph(model, image, device, p['input_scale'])
     saliency_seconds = time.time() - start
@@ -140,9 +166,10 @@ def main(argv=None):
     print('training (forward + backward + update), device %s:' % args.device)
     for r in out['training']:
         print('  %s (%s %s, batch %d): %.3f s per image, %.2f s per iteration of 20 -> %s '
-              'in %.1f hours' % (r['preset'], r['network'], r['image'], r['batch'],
-                                 r['seconds_per_image'], r['seconds_per_iteration_of_20'],
-                                 r['full_run'], r['estimated_full_run_hours']))
+              'in %.1f hours (%.0f TFLOP in all)'
+              % (r['preset'], r['network'], r['image'], r['batch'], r['seconds_per_image'],
+                 r['seconds_per_iteration_of_20'], r['full_run'],
+                 r['estimated_full_run_hours'], r['full_run_tflop']))
     print('localisation:')
     for r in out['localisation']:
         print('  %s %s: saliency %.3f s, %.3f s per localisation step'

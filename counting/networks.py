@@ -101,6 +101,16 @@ def _spans(values):
     return ', '.join(spans)
 
 
+def forward_flops(layers, height, width):
+    """Multiply-adds x 2 of one image's forward pass through the convolutions."""
+    flops = 0
+    for i, o, k, stride, pad in layers:
+        height = (height + 2 * pad - k) // stride + 1
+        width = (width + 2 * pad - k) // stride + 1
+        flops += 2 * height * width * o * i * k * k
+    return flops
+
+
 class CountingNetwork(chainer.Chain):
     """Convolutions -> [Batch Renormalization] -> activation, then linear -> ReLU counts."""
 

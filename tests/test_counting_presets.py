@@ -40,7 +40,10 @@ def test_siblings_differ_only_in_what_their_figure_names(family, suffix):
         batch_renorm = True       # without it SGD at lr 0.07 kills the output at 96 px
     assert (sibling['activation'], sibling['batch_renorm'], sibling['figure']) == \
         (activation, batch_renorm, figure)
-    assert sibling['dataset'] == dict(base['dataset'], limit_scale_resampling=False)
+    expected = dict(base['dataset'], limit_scale_resampling=False)
+    if family == 'thesis':    # the smaller, more numerous shapes of Figures 2.5-2.7
+        expected.update(scale_bounds=[30, 60], shape_limit=40)
+    assert sibling['dataset'] == expected
     same = set(base) - {'activation', 'batch_renorm', 'figure', 'dataset'}
     assert {k: sibling[k] for k in same} == {k: base[k] for k in same}
 
@@ -153,3 +156,57 @@ def test_store_is_used_verified_and_never_trained_from(tmp_path, monkeypatch):
         f.write(b'!')
     with pytest.raises(UserError, match='does not match its SHA-256'):
         make_results.network_folders(['small'], True, 1)
+
+
+@pytest.fixture(scope='module')
+def tiny_runs(tmp_path_factory):
+    """One smooth (sigmoid) and one ReLU network of the small family, 1 epoch on 12 images."""
+    base = tmp_path_factory.mktemp('chapter2')
+    spec = dict(defaults.TRAIN_PRESETS['small']['dataset'], num_images=12, shape_limit=4)
+    data = training.ensure_dataset(str(base / 'data'), spec)
+    runs = {}
+    for preset in ('small', 'small-relu'):
+        settings = training.resolve_settings(preset, {'epochs': 1, 'batch_size': 4})
+        settings['test_fraction'] = 0.25
+        training.train(settings, data, str(base / preset), progress=False)
+        runs[preset] = str(base / preset)
+    return runs, spec
+
+
+def test_chapter2_measures_figures_and_report_on_tiny_networks(tiny_runs, tmp_path):
+    from counting import chapter2, figures
+    runs, spec = tiny_runs
+    nets, maps = {}, {}
+    for preset, run in runs.items():
+        nets[preset], maps[preset], _ = chapter2.measure_network(run, images=2, examples=2)
+        nets[preset].update(figure=preset, settings={'epochs': 1, 'one_scale_per_image': True},
+                            weights={'train_seconds': 1.0})
+    smooth, relu = nets['small'], nets['small-relu']
+    assert smooth['counting']['images'] == 3 and len(smooth['images']) == 2
+    assert set(smooth['regions']) == {'edge', 'corners', 'interior', 'background'}
+    assert set(smooth['stride_grid']) == {'2', '4', '8'}
+    assert smooth['sets']['sets'] >= 1 and 'fraction_by_step' in smooth['sets']
+    assert 'sets' not in relu and relu['first_importance_max']['median'] == 0
+    shortcut = chapter2.measure_shortcut(runs, spec, 4, images=6)
+    assert set(shortcut['area_fit']) == {'scale_per_shape', 'one_scale_per_image'}
+    assert set(shortcut['size_bias']['small']) == {'smallest', 'largest'}
+    figures.figure_2_3(str(tmp_path / 'f23.png'), maps['small'], None)
+    figures.figure_2_4(str(tmp_path / 'f24.png'), maps['small'], None)
+    figures.figure_activation(str(tmp_path / 'f25.png'), '2.5', maps['small-relu'], None, 't')
+    assert all((tmp_path / n).stat().st_size > 0 for n in ('f23.png', 'f24.png', 'f25.png'))
+    text = make_results.report({'networks': nets, 'shortcut': shortcut, 'thesis_files': None,
+                                'made_by': {'command': 'c', 'commit': 'x', 'device': 'd',
+                                            'date': 'today'}})
+    assert '| ours: small |' in text and 'second derivative zero' in text
+
+
+def test_bench_times_training_and_localisation_of_a_preset():
+    from counting import bench
+    device = chainer.get_device('@numpy')
+    r = bench.bench_training('small', 1, device, batch=2)
+    assert r['seconds_per_image'] > 0 and r['full_run'] == '20 epochs x 5400 images'
+    assert r['estimated_full_run_hours'] == pytest.approx(
+        r['seconds_per_image'] * 5400 * 20 / 3600, rel=0.02)
+    assert r['full_run_tflop'] == pytest.approx(3 * 15.417344e6 * 5400 * 20 / 1e12, abs=0.1)
+    loc = bench.bench_localisation('small', device, 2)
+    assert loc['seconds_per_step'] > 0 and loc['image'] == '96x96'
