@@ -11,6 +11,7 @@ Prints each figure next to its target; the network is freshly initialised (speed
 import argparse
 import time
 
+import friendly  # noqa: F401  (its Chainer compatibility patches before chainer loads)
 import chainer
 
 from friendly import attacks, mnist

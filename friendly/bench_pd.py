@@ -20,6 +20,7 @@ written with provenance.
 import os
 import time
 
+import friendly  # noqa: F401  (its Chainer compatibility patches before chainer loads)
 import chainer
 import numpy
 

@@ -6,4 +6,6 @@
     runs        where run folders live
     renorm      Batch Renormalization whose rmax/dmax are saved, and their epoch schedule
     training    resumable Trainer pieces: a shuffle that snapshots its random state, early stopping
+    chainer_compat  Chainer 7.8.1 on NumPy 2, Python 3.12+ and CuPy 14 (imported here, before Chainer)
 """
+from runkit import chainer_compat  # noqa: F401  (patches what the running versions need)

@@ -4,6 +4,8 @@ import warnings
 
 import pytest
 
+import runkit.chainer_compat  # noqa: F401  (before any test imports Chainer)
+
 warnings.filterwarnings('ignore', message='.*nccl.*')  # CuPy without NCCL on CPU machines
 
 
