@@ -23,6 +23,7 @@ from runkit.devices import get_device
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BAND = 1
 STEPS_SHOWN = 3          # localisation steps kept as pictures per example image
+THRESHOLDS = tuple(10.0 ** k for k in range(-12, -3))
 
 
 def phase_contrast(saliency, period, keep):
@@ -86,6 +87,9 @@ def analyse_image(model, settings, image, device, examples=False):
         found = sal.localise(graph.saliency, graph.importance, n,
                              sal.select_threshold(defaults.DETECT['threshold']))
         out['sets'] = fm.selected_sets([f['mask'] for f in found], on, BAND)
+        if found:   # how the first set's size depends on the threshold
+            out['first_set_fraction_by_threshold'] = {
+                '%g' % t: float((found[0]['importance'] >= t).mean()) for t in THRESHOLDS}
         out['seeds_on_shape'] = [bool(on[f['seed']]) for f in found]
         if found:
             out['first_importance_max'] = float(found[0]['importance'].max())
@@ -123,6 +127,10 @@ def measure_network(run_dir, images=20, examples=2, device='@numpy'):
     if 'sets' in per_image[0]:
         result['sets'] = sets_summary([r['sets'] for r in per_image])
         result['pointing'] = float(np.mean([x for r in per_image for x in r['seeds_on_shape']]))
+        result['first_set_fraction_by_threshold'] = {
+            t: summary([r['first_set_fraction_by_threshold'][t] for r in per_image
+                        if 'first_set_fraction_by_threshold' in r])
+            for t in ('%g' % t for t in THRESHOLDS)}
     return result, [r['maps'] for r in per_image[:examples]], settings
 
 
@@ -135,6 +143,36 @@ def sets_summary(per_image_sets, steps=(1, 2, 3)):
     out['fraction_by_step'] = {str(k): summary([rows[k - 1]['fraction'] for rows in
                                                 per_image_sets if len(rows) >= k])
                                for k in steps}
+    return out
+
+
+def stride_grid_control(preset='small', images=4, seed=0, device='@numpy'):
+    """Where a stride grid comes from: the preset's network, untrained, built from the same
+    seed with plain and with box-smoothed stride-2 kernels, its Batch Renormalization averages
+    set from the images themselves (counting/bench.py); the stride-grid measure at the first
+    stride period, median over `images` images."""
+    from counting import bench
+    device = get_device(device)
+    spec = defaults.TRAIN_PRESETS[preset]
+    cls = NETWORKS[spec['network']]
+    period = network_periods(cls.layers)[0]
+    x, counts = bench.example_batch(images, preset)
+    out = {'period': period, 'network': spec['network'], 'untrained_seed': seed}
+    for label, smoothed in (('plain strides', False), ('box-smoothed strides', True)):
+        variant = type(cls.__name__, (cls,), {'box_smoothed_strides': smoothed})
+        np.random.seed(seed)
+        model = variant(counts.shape[1], x.shape[2], x.shape[3], spec['activation'],
+                        spec['batch_renorm'])
+        model.to_device(device)
+        bench.calibrate(model, device.send(x.astype(np.float32) *
+                                           np.float32(spec['input_scale'])))
+        model.out.b.array[...] = device.send(counts.mean(axis=0))
+        grids = []
+        for image in x:
+            g = sal.SaliencyGraph(model, image, device, spec['input_scale'])
+            background = fm.regions(fm.shape_mask(image), BAND)['background']
+            grids.append(stride_grid(g.saliency, period, background))
+        out[label] = summary(grids)
     return out
 
 

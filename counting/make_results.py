@@ -151,13 +151,16 @@ def main(argv=None):
     spec = defaults.TRAIN_PRESETS['small']['dataset']
     shortcut = chapter2.measure_shortcut(folders, spec, spec['shape_limit'],
                                          images=args.shortcut_images)
+    print('measuring the stride-grid control', flush=True)
+    control = chapter2.stride_grid_control()
     thesis = thesis_figures.measure(root) if root else previous_thesis_measures()
     made_by = provenance(seed=defaults.TRAIN['seed'])
     made_by['command'] = shown([os.path.join(ROOT, 'counting', 'make_results.py')] +
                                (['--thesis-figures', '<thesis figures folder>'] if root else []) +
                                (['--from-weights'] if args.from_weights else []) +
                                (['--images', args.images] if args.images != 20 else []))
-    record = {'networks': nets, 'shortcut': shortcut, 'thesis_files': thesis,
+    record = {'networks': nets, 'shortcut': shortcut, 'stride_grid_control': control,
+              'thesis_files': thesis,
               'thesis_files_measured_now': root is not None, 'made_by': made_by}
     os.makedirs(OUT, exist_ok=True)
     write_json(os.path.join(OUT, 'chapter2.json'), record)
@@ -234,6 +237,15 @@ def report(record):
             fmt(r['interior']['relative_to_background']),
             '%.1f%%' % (100 * (r['edge']['share']['median'] + r['corners']['share']['median'])),
             fmt(n['stride_grid'][first]), first))
+    control = record.get('stride_grid_control')
+    if control:
+        lines += ['', 'Where the grid comes from: %s untrained (seed %d), plain stride-2 kernels '
+                  'give a stride grid of %s at period %d, box-smoothed ones %s (median '
+                  '[quartiles] over %d images).' % (
+                      control['network'], control['untrained_seed'],
+                      fmt(control['plain strides']), control['period'],
+                      fmt(control['box-smoothed strides']),
+                      control['box-smoothed strides']['n'])]
     lines += ['', '## The selected pixel sets (Figures 2.4, 2.6, 2.7; threshold 5e-10)', '',
               'Size as % of the image; shape / outline covered: share of the nearest shape\'s '
               'pixels / of its edge band in the set; on shape, in band, between: shares of the '
@@ -263,6 +275,18 @@ def report(record):
         lines.append('| ours: %s, size by step 1 / 2 / 3 | %s | | | | | |' % (
             preset, ' / '.join(fmt(s['fraction_by_step'][k], pct=True)
                                for k in ('1', '2', '3'))))
+    sweeps = {p: n['first_set_fraction_by_threshold'] for p, n in nets.items()
+              if n.get('first_set_fraction_by_threshold')}
+    if sweeps:
+        thresholds = list(next(iter(sweeps.values())))
+        lines += ['', 'The first set\'s size (% of the image, median over images) against the '
+                  'threshold; the thesis used 5e-10 with derivatives of raw 0-255 pixels at '
+                  '1000 px:', '', '| network | ' + ' | '.join(thresholds) + ' |',
+                  '|---' * (len(thresholds) + 1) + '|']
+        for preset, sweep in sweeps.items():
+            lines.append('| %s | ' % preset + ' | '.join(
+                '%.2f' % (100 * sweep[t]['median']) if sweep[t] else '-' for t in thresholds)
+                + ' |')
     lines += ['', '## The pixel-count shortcut (thesis 2.2.3)', '',
               'Total shape area as a predictor of the total count (least squares, %d fresh '
               'images per sampler mode):' % shortcut['images'], '',

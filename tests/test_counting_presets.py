@@ -91,6 +91,14 @@ def test_box_smoothed_kernel_gives_every_stride_phase_the_same_weight():
                                atol=1e-6)
 
 
+def test_box_smoothing_removes_the_stride_grid_of_an_untrained_network():
+    from counting import chapter2
+    control = chapter2.stride_grid_control(images=2)
+    assert control['period'] == 2
+    assert control['plain strides']['median'] > 3
+    assert control['box-smoothed strides']['median'] < 1.5
+
+
 def test_box_smoothed_convolution_gradients():
     rng = np.random.RandomState(0)
     link = networks.BoxSmoothedConvolution2D(2, 3, pad=1)
@@ -195,6 +203,7 @@ def test_chapter2_measures_figures_and_report_on_tiny_networks(tiny_runs, tmp_pa
     figures.figure_activation(str(tmp_path / 'f25.png'), '2.5', maps['small-relu'], None, 't')
     assert all((tmp_path / n).stat().st_size > 0 for n in ('f23.png', 'f24.png', 'f25.png'))
     text = make_results.report({'networks': nets, 'shortcut': shortcut, 'thesis_files': None,
+                                'stride_grid_control': None,
                                 'made_by': {'command': 'c', 'commit': 'x', 'device': 'd',
                                             'date': 'today'}})
     assert '| ours: small |' in text and 'second derivative zero' in text
