@@ -11,17 +11,22 @@ setup(
     description="Reproduction of a 2021 thesis: shape counting with saliency, and MNIST adversarial defences",
     packages=["counting", "friendly", "runkit"],
     package_data={"friendly": ["*.cu", "*.h"]},
-    python_requires=">=3.9",
+    python_requires=">=3.10",
     install_requires=[
         "chainer==7.8.1",
-        "numpy<2",
+        # NumPy 1.26 where it has wheels (Python < 3.13), NumPy 2 where it has none; Chainer
+        # runs on NumPy 2 through runkit/chainer_compat.py
+        'numpy<2; python_version<"3.13"',
+        'numpy>=2; python_version>="3.13"',
         "pillow",
         "shapely>=2",
         "matplotlib",
         "scipy",
     ],
     extras_require={
-        "gpu": ["cupy-cuda12x<14"],
+        # CuPy 13 supports NumPy 1.26; CuPy 14 needs NumPy 2 (and has no cuDNN)
+        "gpu": ['cupy-cuda12x<14; python_version<"3.13"',
+                'cupy-cuda12x>=14; python_version>="3.13"'],
         "test": ["pytest"],
     },
 )
