@@ -125,3 +125,41 @@ def test_stride_grid_finds_a_grid_of_the_stride_period_only():
     assert 0.5 < chapter2.stride_grid(smooth, 4, keep) < 2
     assert chapter2.phase_contrast(np.ones((8, 8)), 2, np.ones((8, 8), dtype=bool)) == 0
     assert chapter2.network_periods([(3, 8, 4, 2, 1), (8, 8, 3, 1, 1), (8, 8, 4, 2, 1)]) == [2, 4]
+
+
+def test_thesis_figure_files_are_read_and_measured(tmp_path):
+    """A constructed stand-in for the thesis's figure folder: one square, saliency pictures
+    that are bright on its edge band, masks covering half its outline."""
+    from PIL import Image
+    from counting import thesis_figures as tf
+    on = np.zeros((1000, 1000), dtype=bool)
+    on[300:500, 300:500] = True
+    image = np.zeros((1000, 1000, 3), dtype=np.uint8)
+    image[on] = (0, 0, 255)
+    parts = fm.regions(on, tf.BAND)
+    s = np.full((1000, 1000), 0.01)
+    s[parts['edge'] | parts['corners']] = 1.0
+    s[on & ~(parts['edge'] | parts['corners'])] = 0.001
+    picture = sal.picture(s)
+    mask = (parts['edge'] | parts['corners']) & (np.arange(1000)[None, :] < 400)
+    for path in tf.all_files():
+        full = tmp_path / 'putasideall' / path
+        full.parent.mkdir(parents=True, exist_ok=True)
+        if path.endswith(('001.png', '007.png')):
+            Image.fromarray(image).save(full)
+        elif 'saliency' in path:
+            Image.fromarray(picture).save(full)
+        else:
+            Image.fromarray(mask).save(full)
+    m = tf.measure(str(tmp_path))
+    first = m['2.3/2.4'][0]
+    assert first['shapes'] == 1
+    assert first['regions']['edge']['relative_to_background'] == pytest.approx(100, rel=0.1)
+    assert first['regions']['interior']['relative_to_background'] == pytest.approx(0.1, rel=0.2)
+    step = first['sets'][0]
+    assert step['in_band'] == 1 and 0.3 < step['outline_covered'] < 0.7
+    assert m['2.7'][0]['sets'][0]['fraction'] == pytest.approx(mask.mean())
+    (tmp_path / 'putasideall' / tf.all_files()[3]).unlink()
+    from runkit.cli import UserError
+    with pytest.raises(UserError, match="does not hold the thesis's figure files"):
+        tf.measure(str(tmp_path))

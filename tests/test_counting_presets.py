@@ -219,3 +219,21 @@ def test_bench_times_training_and_localisation_of_a_preset():
     assert r['full_run_tflop'] == pytest.approx(3 * 15.417344e6 * 5400 * 20 / 1e12, abs=0.1)
     loc = bench.bench_localisation('small', device, 2)
     assert loc['seconds_per_step'] > 0 and loc['image'] == '96x96'
+
+
+def test_one_scale_per_image_sampler_property():
+    from counting import chapter2, shapes
+    spec = defaults.TRAIN_PRESETS['small']['dataset']
+    choices = shapes.count_choices(spec['shape_types'], spec['shape_limit'])
+    per_image, per_shape = set(), []
+    for mode in (True, False):
+        s = chapter2.sampler_settings(spec, limit_scale_resampling=mode)
+        for i in range(30):
+            scales = [a['scale'] for a in shapes.sample_image(5, i, s, choices)[1]]
+            if mode:
+                assert len(set(scales)) <= 1        # one scale for every shape of the image
+                per_image |= set(scales)
+            else:
+                per_shape.append(len(set(scales)))
+    assert len(per_image) > 3                       # ... drawn afresh for each image
+    assert max(per_shape) >= 3                      # a scale per shape
