@@ -27,16 +27,28 @@ def read_json(path, what):
         raise UserError('%s is not valid JSON: %s (%s)' % (what, path, err)) from None
 
 
-def _decode(path):
-    with Image.open(path) as im:
-        return np.asarray(im.convert('RGB'), dtype=np.uint8).transpose(2, 0, 1)
+def _decode(path, shape=None):
+    """(3, H, W) uint8 pixels of one PNG; a UserError names a missing, damaged or odd-sized one."""
+    try:
+        with Image.open(path) as im:
+            image = np.asarray(im.convert('RGB'), dtype=np.uint8).transpose(2, 0, 1)
+    except FileNotFoundError:
+        raise UserError('%s is missing from its dataset (listed in truths.json); regenerate the '
+                        'dataset with counting/sample.py' % path) from None
+    except (OSError, ValueError) as err:
+        raise UserError('%s is not a readable image (%s); regenerate the dataset with '
+                        'counting/sample.py' % (path, err)) from None
+    if shape is not None and image.shape != shape:
+        raise UserError('%s is %dx%d, the other images of its dataset %dx%d'
+                        % (path, image.shape[2], image.shape[1], shape[2], shape[1]))
+    return image
 
 
 def _decode_into(args):
     cache, folder, start, names = args
     images = np.load(cache, mmap_mode='r+')
     for k, name in enumerate(names):
-        images[start + k] = _decode(os.path.join(folder, name))
+        images[start + k] = _decode(os.path.join(folder, name), images.shape[1:])
     images.flush()
 
 
@@ -64,9 +76,12 @@ class ShapeDataset:
         cache = os.path.join(self.folder, 'decoded.npy')
         meta_path = os.path.join(self.folder, 'decoded.json')
         if os.path.exists(meta_path) and os.path.exists(cache):
-            with open(meta_path) as f:
-                if json.load(f).get('truths_sha1') == key:
-                    return np.load(cache, mmap_mode='r')
+            try:
+                with open(meta_path) as f:
+                    if json.load(f).get('truths_sha1') == key:
+                        return np.load(cache, mmap_mode='r')
+            except ValueError:   # a damaged or truncated cache: decode again
+                print('decoded cache of %s is damaged; decoding the images again' % self.folder)
         first = _decode(os.path.join(self.folder, self.names[0]))
         shape = (len(self.names),) + first.shape
 

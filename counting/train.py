@@ -4,13 +4,17 @@
     python counting/train.py --preset thesis  # Figures 2.3/2.4 as the thesis ran them (a GPU's work)
     python counting/train.py --resume         # continue an interrupted run exactly
 
-Outputs go to runs/counting/<preset>/ (or --out): model.npz, settings.json (all settings and
-provenance), log, loss.png and trainer snapshots every 10 epochs (resume with --resume).
+Outputs go to runs/counting/<preset>/ (with --dataset DIR: runs/counting/<preset>-<DIR's name>;
+or --out): model.npz, settings.json (all settings and provenance), log, loss.png and trainer
+snapshots every 10 epochs (resume with --resume). A folder holding a finished or interrupted
+run is never silently overwritten: --resume continues it, --force starts over.
 """
 import counting  # noqa: F401  (quiets CuPy's NCCL warning before chainer loads)
+import numpy
 from counting import defaults, networks, training
 from counting.activations import ACTIVATIONS
-from runkit.cli import Parser, non_negative_int, positive_float, positive_int, run_main
+from runkit.cli import (Parser, UserError, non_negative_int, positive_float, positive_int,
+                        run_main)
 from runkit.devices import get_device
 
 
@@ -50,6 +54,10 @@ def build_parser():
                    'folder); only --epochs may differ from the interrupted run')
     p.add_argument('--snapshot-every', type=positive_int, default=defaults.TRAIN['snapshot_every'],
                    help='epochs between trainer snapshots (default %(default)s)')
+    p.add_argument('--force', action='store_true',
+                   help='start over in a run folder that holds a finished or interrupted run')
+    p.add_argument('--allow-cpu', action='store_true',
+                   help='run a thesis-size preset on the CPU anyway (days of training)')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     return p
 
@@ -60,10 +68,17 @@ def main(argv=None):
         args.preset, {key: getattr(args, key) for key in training.OVERRIDABLE}, args.seed,
         args.dataset)
     device = get_device(args.device)
+    if args.preset.startswith('thesis') and device.xp is numpy and not args.allow_cpu:
+        raise UserError('preset %s is a GPU\'s work: ConvolutionalLarge at 1000 px trains at '
+                        'under one image per second on a CPU (counting/bench.py), so %d epochs '
+                        'take days, and its decoded images need %.0f GB; pass --device '
+                        '@cupy:0, or --allow-cpu to run it here anyway'
+                        % (args.preset, settings['epochs'], training.cache_gigabytes(settings)))
     folder = args.dataset or training.ensure_dataset(
         training.preset_dataset_folder(args.preset), settings['dataset'], args.workers)
-    training.train(settings, folder, args.out or training.default_out(args.preset), device,
-                   args.resume, args.snapshot_every, not args.no_progress, args.workers)
+    out = args.out or training.default_out(args.preset, args.dataset)
+    training.train(settings, folder, out, device, args.resume, args.snapshot_every,
+                   not args.no_progress, args.workers, force=args.force)
 
 
 if __name__ == '__main__':

@@ -101,8 +101,32 @@ def finished(out, settings):
     return record if record and same_settings(record, settings) else None
 
 
-def default_out(preset):
-    return os.path.join(runs_root('counting'), preset)
+def default_out(preset, dataset_folder=None):
+    """runs/counting/<preset>, or <preset>-<dataset name> for a run on another dataset."""
+    name = preset if dataset_folder is None else '%s-%s' % (
+        preset, os.path.basename(os.path.abspath(dataset_folder)))
+    return os.path.join(runs_root('counting'), name)
+
+
+def cache_gigabytes(settings):
+    """Size of a preset's decoded image cache (uint8, 3 channels)."""
+    d = settings['dataset']
+    return d['num_images'] * 3 * d['image_width'] * d['image_height'] / 1e9
+
+
+def _check_fresh_start(out, settings):
+    """Starting (not resuming) in `out` must not throw away a finished or interrupted run."""
+    snapshots = glob.glob(os.path.join(out, 'snapshot_epoch_*'))
+    record = finished_record(out)
+    if record is not None:
+        same = same_settings(record, settings)
+        raise UserError('%s already holds a finished run %s; pass --force to train it again%s'
+                        % (out, 'of these settings' if same else 'of other settings',
+                           '' if same else ', or another --out'))
+    if snapshots:
+        raise UserError('%s holds an interrupted run (last snapshot: %s); continue it with '
+                        '--resume, or start over with --force'
+                        % (out, os.path.basename(latest_snapshot(out))))
 
 
 def preset_dataset_folder(preset):
@@ -206,13 +230,16 @@ def relative(path):
 
 
 def train(settings, dataset_folder, out, device='@numpy', resume=None, snapshot_every=None,
-          progress=True, workers=1):
+          progress=True, workers=1, force=False):
     """Train (or with `resume`, a snapshot path or 'latest', continue) one run into `out`.
 
+    A fresh start refuses a folder with a finished or interrupted run unless `force`.
     Returns the run's record, which is also written to out/settings.json.
     """
     s = settings
     device = get_device(device)
+    if not resume and not force:
+        _check_fresh_start(out, s)
     if resume:
         _check_resumable(out, s)
         snapshot = latest_snapshot(out) if resume == 'latest' else resume
@@ -221,6 +248,10 @@ def train(settings, dataset_folder, out, device='@numpy', resume=None, snapshot_
     dataset = data_mod.ShapeDataset(dataset_folder, workers=workers)
     height, width = dataset.image_size
     train_idx, test_idx = data_mod.split(len(dataset), s['test_fraction'], s['seed'])
+    if s['batch_size'] > len(train_idx):
+        raise UserError('--batch-size %d is larger than the %d training images of %s; one '
+                        'update would span several epochs' % (s['batch_size'], len(train_idx),
+                                                                dataset.folder))
     train_set = data_mod.Examples(dataset, train_idx, s['input_scale'])
     test_set = data_mod.Examples(dataset, test_idx, s['input_scale'])
 

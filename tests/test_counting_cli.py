@@ -70,7 +70,35 @@ def test_chapter2_inputs_are_checked(tmp_path):
     run('sample.py', data, 4, 2, '--image-width', 122, '--image-height', 96,
         '--scale-bounds', 8, 12)
     assert_one_line_error(run('train.py', '--dataset', data, '--out', tmp_path / 'r',
-                              '--no-progress', ok=False), 'cannot see columns 119-121')
+                              '--batch-size', 2, '--no-progress', ok=False),
+                          'cannot see columns 119-121')
+    assert_one_line_error(run('train.py', '--dataset', data, '--out', tmp_path / 'r',
+                              '--no-progress', ok=False), '--batch-size 20 is larger than the 3')
+    assert_one_line_error(run('train.py', '--preset', 'thesis', ok=False),
+                          "preset thesis is a GPU's work")
+
+
+def test_runs_are_never_silently_overwritten_and_datasets_are_checked(tmp_path):
+    data, out = tmp_path / 'data', tmp_path / 'run'
+    run('sample.py', data, 12, 2, '--image-width', 96, '--image-height', 96, '--scale-bounds',
+        8, 12)
+    args = ['--dataset', data, '--out', out, '--epochs', 1, '--batch-size', 4, '--no-progress',
+            '--workers', 1]
+    run('train.py', *args)
+    assert_one_line_error(run('train.py', *args, ok=False), 'already holds a finished run of '
+                          'these settings; pass --force')
+    assert_one_line_error(run('train.py', *args[:-3], '--lr', 0.5, '--no-progress', ok=False),
+                          'of other settings')
+    run('train.py', *args, '--force')
+    (out / 'model.npz').unlink()
+    (out / 'snapshot_epoch_1').write_bytes(b'')
+    assert_one_line_error(run('train.py', *args, ok=False), 'holds an interrupted run')
+    (data / 'decoded.npy').write_bytes(b'\x93NUMPY')            # a truncated cache
+    first = sorted(p for p in os.listdir(data) if p.endswith('.png'))[0]
+    (data / first).write_bytes(b'not a png')
+    (data / 'decoded.json').unlink()
+    assert_one_line_error(run('train.py', *args, '--force', ok=False),
+                          '%s is not a readable image' % (data / first))
 
 
 @pytest.mark.parametrize('script', ['train.py', 'test.py', 'detect.py'])
