@@ -1,5 +1,7 @@
 """Command-line plumbing: bad input ends as one line on stderr (exit 2), never a traceback."""
 import argparse
+import os
+import signal
 import sys
 
 
@@ -14,8 +16,30 @@ class Parser(argparse.ArgumentParser):
         raise UserError('%s (see %s --help)' % (message, self.prog))
 
 
+_main_pid = None   # the process that runs run_main
+
+
+def _on_sigterm(signum, frame):
+    """SIGTERM is Ctrl-C in the process that runs run_main and a quiet exit in its workers;
+    either way every `finally` (atomic writes' temporary files) runs."""
+    if os.getpid() == _main_pid:
+        raise KeyboardInterrupt
+    sys.exit(128 + signum)
+
+
+def worker_signals():
+    """Initializer of a worker process: it leaves Ctrl-C to its parent, which stops it with
+    SIGTERM (Pool.terminate)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 def run_main(main):
-    """Run main(); turn UserError (and Ctrl-C) into a one-line message and an exit status."""
+    """Run main(); turn UserError (and Ctrl-C or SIGTERM, e.g. from `timeout` or `kill`) into a
+    one-line message and an exit status."""
+    global _main_pid
+    _main_pid = os.getpid()
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return main()
     except UserError as err:
@@ -25,6 +49,11 @@ def run_main(main):
         print('interrupted: rerun the same command (with --resume where offered) to continue',
               file=sys.stderr)
         sys.exit(130)
+
+
+def first_line(err):
+    """An exception's message in one line (its type when it has none)."""
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 def int_arg(text):

@@ -6,9 +6,12 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
+
+from runkit.cli import UserError, first_line
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,7 +45,7 @@ def device_description(device):
 def provenance(device='@numpy', **extra):
     """A dict that says how a result was produced; `extra` adds seeds, epochs, etc."""
     info = {
-        'command': ' '.join([os.path.basename(sys.executable)] + sys.argv),
+        'command': shlex.join([os.path.basename(sys.executable)] + sys.argv),
         'commit': git_commit(),
         'device': device_description(device),
         'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
@@ -52,22 +55,50 @@ def provenance(device='@numpy', **extra):
     return info
 
 
-def atomic_write(path, write):
-    """Call write(tmp_path), then rename tmp_path onto `path`: readers never see half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '.',
-                               suffix='.tmp')
-    os.close(fd)
+def make_folder(folder):
+    """Create `folder` if needed and check that files can be written in it (before long work,
+    not after); a one-line UserError if not."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UserError('%s is a file; expected a folder' % folder)
     try:
+        os.makedirs(folder, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as err:
+        raise UserError('cannot write in %s (%s)' % (folder, _reason(err))) from None
+    return folder
+
+
+def check_file(path):
+    """Check before long work that `path` can be written as a file; a one-line UserError if not."""
+    if os.path.isdir(path):
+        raise UserError('%s is a folder; expected a file name' % path)
+    make_folder(os.path.dirname(os.path.abspath(path)))
+
+
+def atomic_write(path, write):
+    """Call write(tmp_path), then rename tmp_path onto `path`: readers never see half a file, and
+    whatever stops the write (an error, Ctrl-C, runkit.cli's SIGTERM) removes tmp_path. A path
+    that cannot be written is a one-line UserError."""
+    check_file(path)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                                   prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
+        os.close(fd)
         write(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)   # mkstemp's 0600 is for the temporary name only
         os.replace(tmp, path)
+    except OSError as err:
+        raise UserError('cannot write %s (%s)' % (path, _reason(err))) from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _reason(err):
+    return err.strerror or first_line(err)
 
 
 def write_text(path, text):

@@ -1,14 +1,23 @@
 """Trainer pieces that make a resumed run continue exactly where the interrupted one stopped.
 
 A trainer snapshot holds the weights, optimiser state, iterator position and every extension
-that can serialize itself; these two add what Chainer's own pieces leave out.
+that can serialize itself; the shuffle and early stopping add what Chainer's own pieces leave
+out, Snapshot keeps the previous snapshot, and load_snapshot checks a snapshot before using it.
 """
 import math
+import os
+import sys
+import zipfile
 
 import chainer
 import numpy as np
 
+from runkit.cli import UserError, first_line
+from runkit.provenance import atomic_write
 from runkit.renorm import scalar
+
+SNAPSHOT = 'snapshot'
+PREVIOUS = SNAPSHOT + '.previous'
 
 
 class ShuffleOrder:
@@ -67,6 +76,10 @@ class EarlyStopping:
                 self.best, self.best_epoch = scalar(entry[self.monitor]), epoch
         return epoch >= self.max_epochs or epoch - self.best_epoch >= self.patience
 
+    def get_training_length(self):
+        """The longest the run can be, for Chainer's ProgressBar."""
+        return self.max_epochs, 'epoch'
+
     def serialize(self, serializer):
         self.best = float(serializer('best', self.best))
         self.best_epoch = int(serializer('best_epoch', self.best_epoch))
@@ -80,3 +93,49 @@ def best_epoch(log, key):
         return None, None
     value, epoch = min(entries)
     return epoch, value
+
+
+class Snapshot(chainer.training.Extension):
+    """The whole trainer in out/snapshot after every epoch (atomic; uncompressed, as zlib is slow
+    on large weights); the one before is kept as out/snapshot.previous."""
+    trigger = (1, 'epoch')
+    priority = -100   # after every extension whose state the snapshot holds
+
+    def __call__(self, trainer):
+        path = os.path.join(trainer.out, SNAPSHOT)
+        if os.path.exists(path):
+            os.replace(path, os.path.join(trainer.out, PREVIOUS))
+        atomic_write(path, lambda tmp: chainer.serializers.save_npz(tmp, trainer,
+                                                                    compression=False))
+
+
+def snapshots(folder):
+    """The snapshots Snapshot left in `folder`, newest first."""
+    paths = (os.path.join(folder, name) for name in (SNAPSHOT, PREVIOUS))
+    return [path for path in paths if os.path.exists(path)]
+
+
+def load_snapshot(trainer, paths):
+    """Load the first of `paths` (newest first) that is whole into `trainer`; return its path.
+
+    A damaged snapshot (truncated, failing its CRC, not this trainer's) is renamed <name>.damaged
+    and named in one line on stderr when an older one is used, or in the UserError when none is.
+    """
+    damaged = []
+    for path in paths:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+            if bad is not None:
+                raise ValueError('%s fails its CRC check' % bad)
+            chainer.serializers.load_npz(path, trainer)
+        except Exception as err:  # noqa: BLE001 - any damage ends the same way
+            damaged.append('%s (%s: %s)' % (path, type(err).__name__, first_line(err)))
+            continue
+        for bad_path in paths[:len(damaged)]:
+            os.replace(bad_path, bad_path + '.damaged')
+        if damaged:
+            print('snapshot %s is damaged: moved to .damaged; resuming from %s instead'
+                  % (damaged[0], path), file=sys.stderr)
+        return path
+    raise UserError('cannot resume: snapshot %s is damaged' % '; '.join(damaged))

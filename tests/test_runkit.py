@@ -1,7 +1,13 @@
-"""runkit: one-line errors, devices, atomic writes, and the resumable shuffle."""
+"""runkit: one-line errors, devices, atomic writes (also when killed), provenance, and the
+resumable shuffle."""
+import errno
+import importlib.util
 import os
+import shlex
+import signal
 import subprocess
 import sys
+import tempfile
 
 import chainer
 import numpy as np
@@ -24,7 +30,8 @@ def test_parser_errors_are_user_errors():
 
 
 @pytest.mark.parametrize('spec, message', [('bogus', "unknown device 'bogus'"),
-                                           ('@cupy:x', 'device @cupy:x is not usable here')])
+                                           ('@cupy:x', 'device @cupy:x (is not usable here|needs '
+                                                       'CuPy)')])
 def test_bad_devices_are_one_line_errors(spec, message):
     with pytest.raises(cli.UserError, match=message) as err:
         devices.get_device(spec)
@@ -52,6 +59,92 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
     with pytest.raises(RuntimeError):
         provenance.atomic_write(path, fail)
     assert open(path).read() == 'old' and os.listdir(str(tmp_path)) == ['a.txt']
+
+
+def test_a_gpu_device_without_cupy_says_cupy_is_missing(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec',
+                        lambda name, *a: None if name == 'cupy' else real(name, *a))
+    with pytest.raises(cli.UserError, match=r'device @cupy:0 needs CuPy, which is not installed'):
+        devices.get_device('@cupy:0')
+
+
+def _read_only(*args, **kwargs):
+    raise OSError(errno.EROFS, 'Read-only file system')
+
+
+@pytest.mark.parametrize('where, message', [
+    ('folder', r'a.txt is a folder; expected a file name'),
+    ('under a file', r'file.txt is a file; expected a folder'),
+    ('read-only', r'cannot write in .* \(Read-only file system\)'),
+])
+def test_write_failures_are_one_line_errors_and_leave_nothing(tmp_path, monkeypatch, where,
+                                                              message):
+    path = tmp_path / 'a.txt'
+    if where == 'folder':
+        path.mkdir()
+    elif where == 'under a file':
+        (tmp_path / 'file.txt').write_text('')
+        path = tmp_path / 'file.txt' / 'a.txt'
+    else:
+        monkeypatch.setattr(tempfile, 'TemporaryFile', _read_only)
+    before = sorted(os.listdir(str(tmp_path)))
+    with pytest.raises(cli.UserError, match=message) as err:
+        provenance.write_text(str(path), 'text')
+    assert '\n' not in str(err.value) and sorted(os.listdir(str(tmp_path))) == before
+
+
+SLOW_WRITE = """
+import sys, time
+from runkit.cli import run_main
+from runkit.provenance import atomic_write
+
+def write(tmp):
+    with open(tmp, 'w') as f:
+        print('writing', flush=True)
+        time.sleep(60)
+
+run_main(lambda: atomic_write(sys.argv[1], write))
+"""
+
+
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
+def test_a_killed_write_leaves_no_temporary_file(tmp_path, signum):
+    """Ctrl-C and SIGTERM (timeout, kill) in the middle of an atomic write: the temporary file
+    goes, the target never appears, one line says what to do."""
+    proc = subprocess.Popen([sys.executable, '-c', SLOW_WRITE, str(tmp_path / 'tables.md')],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == 'writing\n'
+    assert len(os.listdir(str(tmp_path))) == 1   # the temporary file
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and err.startswith('interrupted:') and err.count('\n') == 1
+    assert os.listdir(str(tmp_path)) == []
+
+
+FORK_POOL = """
+import multiprocessing
+from runkit.cli import run_main
+
+def main():
+    with multiprocessing.get_context('fork').Pool(2) as pool:   # its exit sends SIGTERM
+        print(pool.map(abs, [-1, -2]))
+
+run_main(main)
+"""
+
+
+def test_the_workers_of_a_pool_stop_quietly():
+    done = subprocess.run([sys.executable, '-c', FORK_POOL], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, '[1, 2]\n', '')
+
+
+def test_the_recorded_command_is_shell_quoted(monkeypatch):
+    argv = ['friendly/evaluate.py', '--results', 'my results', "--recorded", "it's.json:PD"]
+    monkeypatch.setattr(sys, 'argv', argv)
+    command = provenance.provenance()['command']
+    assert shlex.split(command)[1:] == argv and "'my results'" in command
 
 
 def test_shuffle_order_state_survives_serialization():
