@@ -21,7 +21,7 @@ from friendly.defaults import PROTOCOL
 from friendly.networks import BN_MODES
 from runkit.cli import Parser, UserError, non_negative_int, positive_int, run_main
 from runkit.devices import get_device
-from runkit.provenance import provenance, write_json
+from runkit.provenance import check_file, provenance, write_json
 
 
 def main():
@@ -48,6 +48,8 @@ def main():
     if 'transfer' in args.attack and not args.source:
         raise UserError('the transfer attack needs --source')
     get_device(args.device)
+    if args.json:
+        check_file(args.json)   # before the attacks, not after
     victim, name = weights.load_any(args.victim, args.device)
     source = weights.load_any(args.source, args.device)[0] if args.source else None
     x, t = test_set(args.test_subset, args.mnist_dir)

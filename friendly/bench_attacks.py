@@ -71,6 +71,7 @@ def main():
     if args.images % robustness.EVAL_BATCH:
         raise UserError('--images must be a multiple of %d' % robustness.EVAL_BATCH)
     device = get_device(args.device)
+    path = benchmarking.report_path(args.results, 'bench_attacks.md')
     s_net, s_entry = load(args.store, args.protocol, 'S', device)
     source, source_entry = load(args.store, args.protocol, SOURCE, device)
     if s_net is None or source is None:
@@ -105,7 +106,6 @@ def main():
                   prov['command'], prov['commit'], prov['device'], prov['date']), '']
     text = '\n'.join(lines)
     print('\n' + text)
-    path = benchmarking.report_path(args.results, 'bench_attacks.md')
     write_text(path, text)
     print('wrote %s' % path)
 

@@ -251,10 +251,7 @@ def run(args):
     checks = targets(gpu, rows, iteration)
     for name, value, ok in checks:
         print('%-55s %8.3f  %s' % (name, value, 'PASS' if ok else 'FAIL'))
-    try:
-        write_text(path, report(info, meter, gpu, rows, iteration, checks))
-    except OSError as err:
-        raise cli.UserError('cannot write the report to %s (%s)' % (path, err.strerror))
+    write_text(path, report(info, meter, gpu, rows, iteration, checks))
     print('wrote %s' % path)
 
 

@@ -6,17 +6,21 @@ import tracemalloc
 
 import numpy
 
+from runkit.provenance import check_file
 from runkit.runs import runs_root
 
 
 def report_path(results, name):
     """The report file: `results` (a file, or a folder to hold `name`), else `name` under
-    runs/friendly/bench/."""
+    runs/friendly/bench/; checked to be writable (a one-line error if not) before any work."""
     if results is None:
-        return os.path.join(runs_root('friendly'), 'bench', name)
-    if os.path.isdir(results):
-        return os.path.join(results, name)
-    return results
+        path = os.path.join(runs_root('friendly'), 'bench', name)
+    elif os.path.isdir(results):
+        path = os.path.join(results, name)
+    else:
+        path = results
+    check_file(path)
+    return path
 
 
 def meter_for(device):

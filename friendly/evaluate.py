@@ -9,9 +9,10 @@
 Each network comes from the committed weights (results/weights/friendly, checksums verified),
 else from a finished run under runs/friendly/<protocol>/ with identical settings, else it is
 trained there (interrupted runs resume exactly: rerun the same command). The tables are printed
-and written to runs/friendly/tables/<protocol>/; only `--results DIR` writes elsewhere (the
-record: DIR/tables.md, DIR/tables.json, and every network trained for it exported to
-DIR/weights/friendly with its manifest).
+and written to runs/friendly/tables/<protocol>[-<option>...]/, one folder per set of options
+that changes them (tables_folder); only `--results DIR` writes elsewhere (the record:
+DIR/tables.md, DIR/tables.json, and every network trained for it exported to
+DIR/weights/friendly with its manifest). Progress: a line per network and step, with its time.
 """
 import argparse
 import json
@@ -23,7 +24,7 @@ from friendly.defaults import NETWORKS, PROTOCOL, QUICK, SEEDS, SOURCE, THESIS_R
 from friendly.networks import BN_MODE_MEANING, BN_MODES
 from runkit.cli import Parser, UserError, positive_int, run_main
 from runkit.devices import get_device
-from runkit.provenance import provenance, write_json, write_text
+from runkit.provenance import make_folder, provenance, write_json, write_text
 from runkit.runs import runs_root
 
 DEFAULT_NETWORKS = ('S', 'RS', 'A', 'GMR', 'GMRES')   # PD needs a GPU (see --recorded)
@@ -65,6 +66,25 @@ def recorded_column(spec):
     return name, column
 
 
+def tables_folder(args, plan, seeds, test_subset):
+    """runs/friendly/tables/<protocols>[-<option>...]: every option that changes the tables and
+    differs from its default is in the name, so that no variant overwrites another's tables."""
+    parts = ['+'.join(dict.fromkeys(s['protocol'] for s in plan))]
+    if args.networks != list(DEFAULT_NETWORKS):
+        parts.append('+'.join(args.networks))
+    if seeds != ([1] if args.quick else list(SEEDS)):
+        parts.append('seeds' + '+'.join(map(str, seeds)))
+    if test_subset:
+        parts.append('test%d' % test_subset)
+    if args.bn_mode != PROTOCOL['bn_test_mode']:
+        parts.append(args.bn_mode)
+    if args.recorded:
+        parts.append('recorded')
+    if args.device != '@numpy':
+        parts.append(args.device.lstrip('@').replace(':', ''))
+    return os.path.join(runs_root('friendly'), 'tables', '-'.join(parts))
+
+
 def main():
     parser = Parser(prog='friendly/evaluate.py', description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -100,6 +120,8 @@ def main():
     parser.add_argument('--recorded', nargs='+', default=[], metavar='FILE:NAME',
                         help='add a column measured by an earlier command (tables.json:NAME)')
     parser.add_argument('--mnist-dir', help='MNIST folder')
+    parser.add_argument('--no-progress', action='store_true',
+                        help='no line per network and step while attacking')
     args = parser.parse_args()
     epochs_for = parse_pairs(args.epochs_for, '--epochs-for')
     seeds = args.seeds or ([1] if args.quick else list(SEEDS))
@@ -116,6 +138,8 @@ def main():
     store = os.path.join(args.results, 'weights', 'friendly') if args.results else None
     source = settings(SOURCE)
     plan = [source] + [settings(n, s) for n in args.networks for s in seeds]
+    test_subset = args.test_subset or (QUICK['test_subset'] if args.quick else None)
+    out = make_folder(args.results or tables_folder(args, plan, seeds, test_subset))
     missing = []
     if args.from_weights or args.only_available:
         missing = ['%s seed %d' % (s['network'], s['seed']) for s in plan
@@ -129,9 +153,9 @@ def main():
         tables.train_missing(plan, args.device, args.jobs, args.mnist_dir, store)
     found = [f for f in (tables.locate(s, store) for s in plan) if f is not None]
 
-    test_subset = args.test_subset or (QUICK['test_subset'] if args.quick else None)
     data = attacks.test_set(test_subset, args.mnist_dir)
-    scores = tables.score(found[1:], found[0], data, args.device, bn_mode=args.bn_mode)
+    scores = tables.score(found[1:], found[0], data, args.device, bn_mode=args.bn_mode,
+                          progress=not args.no_progress)
     table, scale_plots = {}, {}
     for name in args.networks:
         founds = [f for f in found[1:] if f.settings['network'] == name]
@@ -180,8 +204,6 @@ def main():
                                   'bn_mode': args.bn_mode, 'test_images': len(data[0]),
                                   'batch_size': PROTOCOL['eval_batch_size']})
     print(tables.markdown(table, note, prov))
-    out = args.results or os.path.join(runs_root('friendly'), 'tables', label + (
-        '' if args.bn_mode == PROTOCOL['bn_test_mode'] else '-' + args.bn_mode))
     if args.results:
         for f in found:
             if f.origin == 'run':

@@ -32,7 +32,7 @@ from friendly.defaults import NETWORKS, PROTOCOL, SOURCE, THESIS_RESULTS, VICTIM
 from friendly.networks import BN_MODE_MEANING, BN_MODES
 from runkit.cli import Parser, UserError, non_negative_int, positive_int, run_main
 from runkit.devices import get_device
-from runkit.provenance import atomic_write, provenance, write_json, write_text
+from runkit.provenance import atomic_write, make_folder, provenance, write_json, write_text
 from runkit.runs import runs_root
 
 CURVE_EPSILONS = (0, 10, 26, 51, 77, 128, 179, 255)
@@ -142,6 +142,8 @@ def main():
     epsilons = sorted(set(args.epsilons) | {args.epsilon})
     seeds = parse_seeds(args.seed_for)
     device = get_device(args.device)
+    for folder in [args.out] + ([args.results] if args.results else []):
+        make_folder(folder)   # a one-line error now, not after the attacks
     started = time.time()
 
     source, source_entry = load(args.store, SOURCE, NETWORKS[SOURCE].seed, args.protocol,
@@ -219,7 +221,6 @@ def main():
     write_text(os.path.join(args.out, 'robustness.md'), text)
     plot(document, os.path.join(args.out, 'accuracy_vs_epsilon.png'))
     if args.results:
-        os.makedirs(args.results, exist_ok=True)
         for name in FILES:
             source_path = os.path.join(args.out, name)
             atomic_write(os.path.join(args.results, name),

@@ -7,12 +7,12 @@ white-box FGSM (its own gradients) and black-box FGSM (gradients of the one `sou
 then again with the GPU's sigmoid arithmetic (friendly/cuda_sigmoid.py), a labelled diagnostic.
 """
 import collections
-import concurrent.futures
 import contextlib
 import json
 import multiprocessing
 import os
 import time
+import traceback
 
 import chainer
 import numpy as np
@@ -20,8 +20,9 @@ import numpy as np
 from friendly import attacks, training, weights
 from friendly.cuda_sigmoid import with_cuda_sigmoid
 from friendly.defaults import PROTOCOL, THESIS_RESULTS
-from runkit.cli import UserError
-from runkit.provenance import atomic_write
+from runkit.cli import UserError, worker_signals
+from runkit.provenance import atomic_write, make_folder
+from runkit.training import snapshots
 
 ROWS = (('white_box_fgsm', 'Table 3.2 white-box FGSM'),
         ('black_box_fgsm', 'Table 3.2 black-box FGSM'),
@@ -80,40 +81,45 @@ def describe(found):
             'train_wall_time_s': r['wall_time_s'], 'run_folder': found.folder}
 
 
-def _train_logged(settings, device, mnist_dir):
-    """One training run in a worker process, its console output in <run folder>/train.log."""
+def _train_logged(job):
+    """One training run in a worker process, its console output (and any traceback) in
+    <run folder>/train.log; returns (settings, None) or (settings, a one-line error)."""
+    settings, device, mnist_dir = job
     folder = training.run_folder(settings)
-    os.makedirs(folder, exist_ok=True)
+    make_folder(folder)
     with open(os.path.join(folder, 'train.log'), 'a') as log, \
             contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        training.train(settings, folder, device, resume=True, progress=False,
-                       mnist_dir=mnist_dir)
-    return folder
+        try:
+            training.train(settings, folder, device, resume=bool(snapshots(folder)),
+                           progress=False, mnist_dir=mnist_dir)
+        except UserError as err:
+            return settings, str(err)
+        except Exception as err:  # noqa: BLE001 - the traceback goes to the log
+            traceback.print_exc()
+            return settings, 'training %s seed %d failed (%s); see %s/train.log' % (
+                settings['network'], settings['seed'], type(err).__name__, folder)
+    return settings, None
 
 
 def train_missing(plan, device='@numpy', jobs=1, mnist_dir=None, store=None):
-    """Train (or resume) every settings dict of `plan` that has no network yet, `jobs` at once."""
+    """Train (or resume) every settings dict of `plan` that has no network yet, `jobs` at once;
+    an interruption (Ctrl-C, SIGTERM) or a failed run stops every worker."""
     todo = [s for s in plan if locate(s, store) is None]
     if not todo:
         return
+    started = time.time()
     context = multiprocessing.get_context('spawn')   # a fresh interpreter: safe with CUDA
-    with concurrent.futures.ProcessPoolExecutor(max(1, jobs), mp_context=context) as pool:
-        futures = {}
+    print('training %d networks, %d at once:' % (len(todo), min(jobs, len(todo))), flush=True)
+    with context.Pool(min(jobs, len(todo)), initializer=worker_signals) as pool:
         for s in todo:
-            print('training %s seed %d in %s (log: train.log there)'
+            print('  %s seed %d in %s (log: train.log there)'
                   % (s['network'], s['seed'], training.run_folder(s)), flush=True)
-            futures[pool.submit(_train_logged, s, device, mnist_dir)] = s
-        for future in concurrent.futures.as_completed(futures):
-            s = futures[future]
-            try:
-                future.result()
-            except UserError:
-                raise
-            except Exception as err:  # noqa: BLE001 - the log holds the traceback
-                raise UserError('training %s seed %d failed (%s); see %s/train.log'
-                                % (s['network'], s['seed'], type(err).__name__,
-                                   training.run_folder(s))) from None
-            print('finished %s seed %d' % (s['network'], s['seed']), flush=True)
+        runs = pool.imap_unordered(_train_logged, [(s, device, mnist_dir) for s in todo])
+        for done, (s, error) in enumerate(runs, 1):
+            if error:
+                raise UserError(error)
+            print('finished %s seed %d (%d of %d, %.0f s since the start)'
+                  % (s['network'], s['seed'], done, len(todo), time.time() - started), flush=True)
 
 
 def zero_gradient_percent(net, data, device, bn_mode):
@@ -132,25 +138,44 @@ def zero_gradient_percent(net, data, device, bn_mode):
 
 
 def score(victims, source, data, device, attack_names=('fgsm',), epsilon=PROTOCOL['epsilon'],
-          bn_mode=PROTOCOL['bn_test_mode']):
+          bn_mode=PROTOCOL['bn_test_mode'], progress=False):
     """{(name, seed): percent dict} for every found victim, against one source: accuracy clean
     and under each attack, the same with the CUDA sigmoid (keys ending in _cuda_sigmoid), and
-    the zero-gradient diagnostic."""
+    the zero-gradient diagnostic. With `progress`, a line per victim and step with its time."""
     source_net = load(source, device)
     out = {}
-    for found in victims:
-        started = time.time()
+    started = time.time()
+    for k, found in enumerate(victims, 1):
+        name = '[%d/%d] %s seed %d' % (k, len(victims), found.settings['network'],
+                                       found.settings['seed'])
+        victim_started = time.time()
         net = load(found, device)
-        accuracy = attacks.evaluate(net, data[0], data[1], source_net, attack_names, epsilon,
-                                    bn_mode, device=device)
-        on_cuda = attacks.evaluate(with_cuda_sigmoid(net), data[0], data[1],
-                                   with_cuda_sigmoid(source_net), attack_names, epsilon, bn_mode,
-                                   device=device)
+        with _timed(progress, '%s: clean and %s, white- and black-box, on %d images'
+                    % (name, ', '.join(attack_names), len(data[0]))):
+            accuracy = attacks.evaluate(net, data[0], data[1], source_net, attack_names,
+                                        epsilon, bn_mode, device=device)
+        with _timed(progress, '%s: the same with the CUDA sigmoid' % name):
+            on_cuda = attacks.evaluate(with_cuda_sigmoid(net), data[0], data[1],
+                                       with_cuda_sigmoid(source_net), attack_names, epsilon,
+                                       bn_mode, device=device)
         accuracy.update({key + CUDA: value for key, value in on_cuda.items()})
         accuracy.update(zero_gradient_percent(net, data, device, bn_mode))
-        accuracy['eval_seconds'] = round(time.time() - started, 1)
+        accuracy['eval_seconds'] = round(time.time() - victim_started, 1)
         out[(found.settings['network'], found.settings['seed'])] = accuracy
+        if progress:
+            left = (time.time() - started) / k * (len(victims) - k)
+            print('%s: done in %.1f s; about %.0f s left' % (name, accuracy['eval_seconds'],
+                                                             left), flush=True)
     return out
+
+
+@contextlib.contextmanager
+def _timed(progress, what):
+    """With `progress`, print `what` and the seconds it took once it is done."""
+    started = time.time()
+    yield
+    if progress:
+        print('%s: %.1f s' % (what, time.time() - started), flush=True)
 
 
 def summary(values):

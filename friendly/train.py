@@ -5,7 +5,9 @@
     python friendly/train.py GMR --resume           # continue an interrupted run exactly
 
 Writes into --out: settings.json (every setting, seed and the git commit), log, loss.png,
-accuracy.png, an atomic per-epoch `snapshot` for --resume, and model.npz when finished.
+accuracy.png, an atomic per-epoch `snapshot` for --resume (and the one before it), and model.npz
+when finished. A finished run with the same settings is reused; an interrupted one needs
+--resume; --force starts over whatever the folder holds.
 """
 import argparse
 import json
@@ -32,7 +34,10 @@ def main():
     parser.add_argument('--device', default='@numpy', help="'@numpy' (CPU) or '@cupy:0'")
     parser.add_argument('--out', help='run folder (default runs/friendly/<protocol>/<network>'
                         '[-seed<k>])')
-    parser.add_argument('--resume', action='store_true', help='continue from out/snapshot')
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument('--resume', action='store_true', help='continue from out/snapshot')
+    again.add_argument('--force', action='store_true', help='start over, dropping what the run '
+                       'folder holds (snapshots, model)')
     parser.add_argument('--train-subset', type=positive_int,
                         help='train on the first N images of the split (not the thesis protocol)')
     parser.add_argument('--mnist-dir', help='MNIST folder (default $%s or data/mnist)'
@@ -44,7 +49,8 @@ def main():
                             args.monitor)
     out = args.out or run_folder(settings)
     print(json.dumps(settings))
-    record = train(settings, out, args.device, args.resume, not args.no_progress, args.mnist_dir)
+    record = train(settings, out, args.device, args.resume, args.force, not args.no_progress,
+                   args.mnist_dir)
     print('finished %s: %d epochs, best validation epoch %s, model in %s'
           % (args.network, record['epochs_trained'], record['best_validation_epoch'], out))
 

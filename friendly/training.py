@@ -5,10 +5,11 @@
 
 A run folder holds settings.json (settings, provenance, and when finished the epochs trained),
 log, loss.png, accuracy.png, `snapshot` (the whole trainer after the last finished epoch, for
-resume) and model.npz. A run killed at any point and resumed ends with exactly the weights of
-an uninterrupted run: the shuffle's random state travels in the snapshot (runkit.training).
+resume; `snapshot.previous` is the one before) and model.npz. A run killed at any point and
+resumed ends with exactly the weights of an uninterrupted run: the shuffle's random state
+travels in the snapshot (runkit.training). No work is dropped unasked: a folder holding a run is
+reused, resumed or replaced only as `resume` / `force` say (check_folder).
 """
-import functools
 import json
 import os
 import sys
@@ -25,10 +26,11 @@ from friendly.networks import build_network
 from friendly.objective import Objective
 from runkit.cli import UserError
 from runkit.devices import get_device
-from runkit.provenance import provenance, write_json
+from runkit.provenance import make_folder, provenance, write_json
 from runkit.renorm import RenormSchedule
 from runkit.runs import finished_record, json_form, runs_root
-from runkit.training import EarlyStopping, ResumableIterator, best_epoch
+from runkit.training import (EarlyStopping, ResumableIterator, Snapshot, best_epoch,
+                             load_snapshot, snapshots)
 
 # What early stopping watches: the epoch mean of the training objective (GMR penalty included,
 # as the original code did) or of the validation prediction loss (the thesis text's reading).
@@ -101,20 +103,53 @@ def load_data(settings, mnist_dir=None):
     return train, val
 
 
-def train(settings, out, device='@numpy', resume=False, progress=True, mnist_dir=None):
-    """Run (or, with resume, continue) one training run; returns its record (also on disk)."""
+def check_folder(out, settings, resume=False, force=False):
+    """The record of a finished run in `out` with these settings, to reuse, or None to train
+    (resuming its snapshot with `resume`); a one-line UserError where training would drop work
+    unasked or `resume` has nothing to resume. `force` starts over whatever `out` holds."""
+    if force:
+        return None
+    record = finished_record(out)
+    if record and same_settings(record.get('settings'), settings):
+        print('%s already holds this run, finished; reusing it (--force trains it again)' % out)
+        return record
+    if record:
+        raise UserError('%s holds a finished run with other settings; use another --out, or '
+                        '--force to replace it' % out)
+    if snapshots(out):
+        try:
+            with open(os.path.join(out, 'settings.json')) as f:
+                started = json.load(f)['settings']
+        except (OSError, ValueError, KeyError, TypeError):
+            started = None
+        if not same_settings(started, settings):
+            raise UserError('%s holds an interrupted run with other settings; use another '
+                            '--out, or --force to start over' % out)
+        if not resume:
+            raise UserError('%s holds an interrupted run; pass --resume to continue it, or '
+                            '--force to start over' % out)
+        return None
+    if resume:
+        raise UserError('nothing to resume in %s (no snapshot); drop --resume to start the run'
+                        % out)
+    return None
+
+
+def train(settings, out, device='@numpy', resume=False, force=False, progress=True,
+          mnist_dir=None):
+    """Run (with `resume`, continue) one training run; returns its record (also on disk).
+    What `out` may already hold is checked first (check_folder)."""
     device = get_device(device)
+    make_folder(out)
+    done = check_folder(out, settings, resume, force)
+    if done:
+        return done
+    resume = resume and not force
     settings_path = os.path.join(out, 'settings.json')
-    snapshot_path = os.path.join(out, 'snapshot')
-    if resume and os.path.exists(settings_path):
-        with open(settings_path) as f:
-            old = json.load(f)
-        if not same_settings(old['settings'], settings):
-            raise UserError('%s was started with different settings; use another --out or '
-                            'drop --resume' % out)
-        if finished(out, settings):
-            print('%s already finished; nothing to resume' % out)
-            return old
+    if not resume:   # a fresh start: nothing older may pass for this run's model or snapshot
+        for path in snapshots(out) + [os.path.join(out, 'model.npz')]:
+            if os.path.exists(path):
+                os.remove(path)
     np.random.seed(settings['seed'])   # Chainer's initialisers draw from numpy's generator
     if device.xp is not np:
         device.xp.random.seed(settings['seed'])
@@ -156,18 +191,19 @@ def train(settings, out, device='@numpy', resume=False, progress=True, mnist_dir
                                              'epoch', filename='accuracy.png'))
     if progress:
         trainer.extend(extensions.ProgressBar(update_interval=100))
-    # the whole trainer every epoch (atomic; uncompressed: zlib is slow on PD's 61.5 M weights)
-    trainer.extend(extensions.snapshot(filename='snapshot', savefun=functools.partial(
-        chainer.serializers.save_npz, compression=False)), trigger=(1, 'epoch'))
+    trainer.extend(Snapshot())
 
-    if resume and os.path.exists(snapshot_path):
-        chainer.serializers.load_npz(snapshot_path, trainer)
-        print('resumed %s at epoch %d' % (out, updater.epoch))
+    if resume:
+        try:
+            path = load_snapshot(trainer, snapshots(out))
+        except UserError as err:
+            raise UserError('%s; --force starts the run over' % err) from None
+        print('resumed %s at epoch %d' % (path, updater.epoch))
     record = {'settings': settings, 'finished': False,
               'provenance': provenance(device, seed=settings['seed'])}
     write_json(settings_path, record)
     started = time.time()
-    trainer.run()
+    trainer.run(show_loop_exception_msg=False)   # an error ends as one line or one traceback
     weights.save_model(os.path.join(out, 'model.npz'), net)
     log = trainer.get_extension('LogReport').log
     val_epoch, val_loss = best_epoch(log, 'validation/main/loss')

@@ -6,6 +6,7 @@ unpickles. The committed store (results/weights/friendly/) holds one compressed 
 trained, final training loss, the commit that trained it and its SHA-256; every load checks the
 checksum first.
 """
+import glob
 import hashlib
 import json
 import os
@@ -14,7 +15,7 @@ import chainer
 import numpy as np
 
 from friendly.networks import build_network
-from runkit.cli import UserError
+from runkit.cli import UserError, first_line
 from runkit.provenance import atomic_write, write_json
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,7 +36,7 @@ def read_model(path, network):
             chainer.serializers.NpzDeserializer(npz).load(net)
     except Exception as err:  # noqa: BLE001 - any damage to the file ends the same way
         raise UserError('%s is not a readable model of network %s (%s)'
-                        % (path, network, _first_line(err)))
+                        % (path, network, first_line(err)))
     return net
 
 
@@ -66,11 +67,12 @@ def load_any(path, device='@numpy'):
     store = os.path.dirname(os.path.abspath(path))
     # a file may sit in a protocol subfolder of the store: look for the manifest upwards
     for _ in range(2):
-        entry = next((e for e in read_manifest(store).values()
-                      if os.path.abspath(os.path.join(store, e['file']))
-                      == os.path.abspath(path)), None)
-        if entry is not None:
-            return load_committed(entry, device, store), entry['network']
+        if os.path.exists(os.path.join(store, MANIFEST)):
+            entry = next((e for e in read_manifest(store).values()
+                          if os.path.abspath(os.path.join(store, e['file']))
+                          == os.path.abspath(path)), None)
+            if entry is not None:
+                return load_committed(entry, device, store), entry['network']
         store = os.path.dirname(store)
     if not os.path.exists(path):
         raise UserError('%s holds no finished run and is no weights file' % path)
@@ -92,9 +94,14 @@ def file_name(settings):
 
 
 def read_manifest(store=None):
-    """{file name: entry} of the store (default: the committed one); empty when it has none."""
+    """{file name: entry} of the store (default: the committed one); empty when the store holds
+    no weights yet, a one-line error when it holds weights but no manifest."""
     path = os.path.join(store or STORE, MANIFEST)
     if not os.path.exists(path):
+        if glob.glob(os.path.join(store or STORE, '**', '*.npz'), recursive=True):
+            raise UserError('%s is missing, so the weights in that folder cannot be checked; '
+                            'restore it (in the repository: git checkout -- %s)'
+                            % (path, os.path.relpath(os.path.join(STORE, MANIFEST), CHECKOUT)))
         return {}
     try:
         with open(path) as f:
@@ -129,6 +136,7 @@ def export(run_dir, record, store=None):
     """Copy a finished run's model (compressed) and its per-epoch log into the store, and
     record them in the manifest."""
     store = store or STORE
+    manifest = read_manifest(store)
     settings = record['settings']
     name = file_name(settings)
     net, _ = load_run(run_dir)
@@ -137,7 +145,6 @@ def export(run_dir, record, store=None):
     with open(os.path.join(run_dir, 'log')) as f:
         log = json.load(f)
     write_json(path[:-len('.npz')] + '.log.json', log)
-    manifest = read_manifest(store)
     manifest[name] = {
         'file': name, 'network': settings['network'], 'seed': settings['seed'],
         'protocol': settings['protocol'], 'epochs_trained': record['epochs_trained'],
@@ -155,7 +162,3 @@ def export(run_dir, record, store=None):
                  'friendly/evaluate.py --results; load with friendly.weights (checksum first).',
         'weights': dict(sorted(manifest.items()))})
     return manifest[name]
-
-
-def _first_line(err):
-    return str(err).splitlines()[0] if str(err) else type(err).__name__

@@ -108,6 +108,10 @@ def test_attack_cli_on_committed_weights_and_run_folders(trained, mnist_folder, 
     (['friendly/attack.py', '/nonexistent/run', '--epsilon', '300'], '0..255'),
     (['friendly/attack.py', '/nonexistent/run', '--attack', 'transfer'], 'needs --source'),
     (['friendly/attack.py', '/nonexistent/run', '--attack', 'xyz'], 'invalid choice'),
+    (['friendly/attack.py', '/nonexistent/run', '--json', 'tests'],
+     'tests is a folder; expected a file name'),
+    (['friendly/attack.py', '/nonexistent/run', '--json', 'README.md/a.json'],
+     'README.md is a file; expected a folder'),
 ])
 def test_bad_cli_input_is_one_line(args, message):
     result = run(args)

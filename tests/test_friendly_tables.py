@@ -128,8 +128,12 @@ def test_table_from_committed_weights_trains_nothing(store, tmp_path, monkeypatc
     argv = ['--from-weights', '--networks', 'S', '--seeds', '1', '--epochs', '1',
             '--train-subset', '200', '--test-subset', '400', '--mnist-dir', mnist_folder]
     out = _run_evaluate(monkeypatch, capsys, store, tmp_path / 'runs', *argv)
-    assert 'Table 3.3 clean' in out and 'training S' not in out
-    written = tmp_path / 'runs' / 'friendly' / 'tables' / 'thesis-e1-n200' / 'tables.json'
+    assert 'Table 3.3 clean' in out and 'at once' not in out
+    assert '[1/1] S seed 1: clean and fgsm, white- and black-box, on 400 images: ' in out
+    assert '[1/1] S seed 1: the same with the CUDA sigmoid: ' in out
+    assert '[1/1] S seed 1: done in ' in out
+    written = (tmp_path / 'runs' / 'friendly' / 'tables' / 'thesis-e1-n200-S-seeds1-test400' /
+               'tables.json')
     table = json.loads(written.read_text())
     row = table['networks']['S']
     # the same numbers as attacking the committed networks directly
@@ -159,6 +163,40 @@ def test_from_weights_names_what_is_missing(store, tmp_path, monkeypatch, capsys
     with pytest.raises(UserError, match='no committed weights or finished run for S seed 3, '
                                         'RS seed 1, RS seed 3'):
         _run_evaluate(monkeypatch, capsys, store, tmp_path / 'runs', *argv)
+
+
+def test_a_store_without_its_manifest_is_named(store, tmp_path, monkeypatch, capsys,
+                                               mnist_folder):
+    copy = tmp_path / 'store'
+    entry = _entry(store, 'S')
+    (copy / os.path.dirname(entry['file'])).mkdir(parents=True)
+    (copy / entry['file']).write_bytes(open(os.path.join(store, entry['file']), 'rb').read())
+    argv = ['--from-weights', '--networks', 'S', '--seeds', '1', '--epochs', '1',
+            '--train-subset', '200', '--mnist-dir', mnist_folder]
+    with pytest.raises(UserError, match='store/manifest.json is missing, so the weights in that '
+                                        'folder cannot be checked'):
+        _run_evaluate(monkeypatch, capsys, str(copy), tmp_path / 'runs', *argv)
+
+
+def test_tables_of_other_options_go_to_other_folders(store, tmp_path, monkeypatch, capsys,
+                                                     mnist_folder):
+    common = ['--from-weights', '--networks', 'S', '--seeds', '1', '--epochs', '1',
+              '--train-subset', '200', '--mnist-dir', mnist_folder, '--no-progress']
+    runs = tmp_path / 'runs'
+    for more in (['--test-subset', '200'], ['--test-subset', '300'],
+                 ['--test-subset', '200', '--bn-mode', 'running']):
+        out = _run_evaluate(monkeypatch, capsys, store, runs, *(common + more))
+        assert 'S seed 1: done in' not in out   # --no-progress
+    assert sorted(os.listdir(str(runs / 'friendly' / 'tables'))) == [
+        'thesis-e1-n200-S-seeds1-test200', 'thesis-e1-n200-S-seeds1-test200-running',
+        'thesis-e1-n200-S-seeds1-test300']
+
+
+def test_evaluate_output_that_cannot_be_written_is_one_line_before_any_work():
+    done = subprocess.run([sys.executable, 'friendly/evaluate.py', '--results', 'README.md'],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and done.stdout == ''
+    assert done.stderr == 'error: README.md is a file; expected a folder\n'
 
 
 def test_seed_summary_and_aim():
@@ -196,7 +234,7 @@ def test_quick_path_leaves_every_tracked_file_alone(tmp_path, mnist_folder):
                           text=True)
     assert done.returncode == 0, done.stderr
     assert 'QUICK' in done.stdout
-    assert (tmp_path / 'friendly' / 'tables' / 'quick-e1-n300' / 'tables.md').exists()
+    assert (tmp_path / 'friendly' / 'tables' / 'quick-e1-n300-S-test200' / 'tables.md').exists()
     assert status() == before
 
 
@@ -206,9 +244,9 @@ def test_only_available_leaves_out_untrained_seeds_and_says_so(store, tmp_path, 
               mnist_folder, '--only-available']
     out = _run_evaluate(monkeypatch, capsys, store, tmp_path / 'runs', '--networks', 'S',
                         '--seeds', '1', '3', *common)
-    assert '**Not yet trained, so left out:** S seed 3.' in out and 'training S' not in out
-    table = json.loads((tmp_path / 'runs' / 'friendly' / 'tables' / 'thesis-e1-n200' /
-                        'tables.json').read_text())
+    assert '**Not yet trained, so left out:** S seed 3.' in out and 'at once' not in out
+    table = json.loads((tmp_path / 'runs' / 'friendly' / 'tables' /
+                        'thesis-e1-n200-S-seeds1+3-test200' / 'tables.json').read_text())
     assert [r['seed'] for r in table['networks']['S']['seeds']] == [1]
     with pytest.raises(UserError, match='every default seed are needed.*S seed 3'):
         _run_evaluate(monkeypatch, capsys, store, tmp_path / 'runs', '--networks', 'S',
@@ -228,7 +266,7 @@ def test_a_record_finds_the_weights_it_keeps_beside_the_repository_store(store, 
                         '--seeds', '1', '3', '--epochs', '1', '--train-subset', '200',
                         '--test-subset', '200', '--mnist-dir', mnist_folder, '--only-available',
                         '--results', str(record))
-    assert 'left out' not in out and 'training S' not in out
+    assert 'left out' not in out and 'at once' not in out
     seeds = json.loads((record / 'tables.json').read_text())['networks']['S']['seeds']
     assert [r['seed'] for r in seeds] == [1, 3]
     assert seeds[1]['weights_sha256'] == _entry(str(record / 'weights' / 'friendly'),

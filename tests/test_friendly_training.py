@@ -1,5 +1,6 @@
 """friendly/training.py: a run killed mid-training and resumed ends with exactly the weights of
-an uninterrupted run; early stopping on the epoch-mean training loss; rmax/dmax schedule."""
+an uninterrupted run (also from the previous snapshot when the last is damaged); no run folder's
+work is dropped unasked; the progress bar; early stopping on the epoch-mean training loss."""
 import json
 import os
 
@@ -10,6 +11,8 @@ from chainer import training
 
 from friendly import weights
 from friendly.training import settings_for, train
+from runkit.cli import UserError
+from runkit.runs import json_form
 from runkit.training import EarlyStopping
 
 
@@ -71,6 +74,86 @@ def test_killed_and_resumed_run_ends_with_the_uninterrupted_weights(network, tmp
     with open(os.path.join(cut, 'log')) as f:
         log_cut = [{k: v for k, v in e.items() if k != 'elapsed_time'} for e in json.load(f)]
     assert log_cut == log_whole
+
+
+def test_progress_bar_shows_the_run_against_its_maximum_epochs(tmp_path, mnist_folder, capsys):
+    # 1,000 images = 50 iterations an epoch: the bar's first update (iteration 100) is in epoch 2
+    settings = settings_for('S', epochs=3, train_subset=1000)
+    train(settings, str(tmp_path / 'S'), progress=True, mnist_dir=mnist_folder)
+    out = capsys.readouterr().out
+    assert '100 iter, 2 epoch / 3 epochs' in out and '66.67%' in out
+
+
+def test_a_finished_run_is_reused_and_replaced_only_with_force(tmp_path, mnist_folder, capsys):
+    out = str(tmp_path / 'S')
+    settings = settings_for('S', epochs=1, train_subset=200)
+    first = train(settings, out, progress=False, mnist_dir=mnist_folder)
+    model = os.path.join(out, 'model.npz')
+    made = os.stat(model).st_mtime_ns
+    again = train(settings, out, progress=False, mnist_dir=mnist_folder)
+    assert json_form(again) == json_form(first)
+    assert 'already holds this run, finished; reusing it (--force trains it again)' in \
+        capsys.readouterr().out
+    assert os.stat(model).st_mtime_ns == made
+    longer = settings_for('S', epochs=2, train_subset=200)
+    with pytest.raises(UserError, match='holds a finished run with other settings; .*--force'):
+        train(longer, out, progress=False, mnist_dir=mnist_folder)
+    assert train(longer, out, force=True, progress=False,
+                 mnist_dir=mnist_folder)['epochs_trained'] == 2
+
+
+def test_an_interrupted_run_needs_resume_and_resume_needs_a_snapshot(tmp_path, mnist_folder,
+                                                                   monkeypatch):
+    settings = settings_for('S', epochs=2, train_subset=200)
+    out = str(tmp_path / 'S')
+    with monkeypatch.context() as m:
+        _kill_after(m, 15)   # in epoch 2, after the epoch-1 snapshot
+        with pytest.raises(Killed):
+            train(settings, out, progress=False, mnist_dir=mnist_folder)
+    with pytest.raises(UserError, match='holds an interrupted run; pass --resume to continue '
+                                        'it, or --force to start over'):
+        train(settings, out, progress=False, mnist_dir=mnist_folder)
+    with pytest.raises(UserError, match='interrupted run with other settings'):
+        train(settings_for('S', epochs=3, train_subset=200), out, resume=True, progress=False,
+              mnist_dir=mnist_folder)
+    with pytest.raises(UserError, match='nothing to resume in .*fresh .no snapshot.; drop '
+                                        '--resume'):
+        train(settings, str(tmp_path / 'fresh'), resume=True, progress=False,
+              mnist_dir=mnist_folder)
+
+
+def test_a_damaged_snapshot_is_named_and_the_previous_one_resumed_exactly(tmp_path, mnist_folder,
+                                                                         monkeypatch, capsys):
+    settings = settings_for('S', epochs=3, train_subset=200)
+    whole = str(tmp_path / 'whole')
+    train(settings, whole, progress=False, mnist_dir=mnist_folder)
+    cut = str(tmp_path / 'cut')
+    with monkeypatch.context() as m:
+        _kill_after(m, 25)   # in epoch 3: snapshot (epoch 2) and snapshot.previous (epoch 1)
+        with pytest.raises(Killed):
+            train(settings, cut, progress=False, mnist_dir=mnist_folder)
+    snapshot = os.path.join(cut, 'snapshot')
+    with open(snapshot, 'r+b') as f:
+        f.truncate(1000)
+    assert train(settings, cut, resume=True, progress=False,
+                 mnist_dir=mnist_folder)['epochs_trained'] == 3
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'snapshot %s (BadZipFile' % snapshot in err
+    assert 'resuming from %s.previous instead' % snapshot in err
+    assert os.path.exists(snapshot + '.damaged')
+    expected, _ = _params(whole)
+    got, _ = _params(cut)
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+
+    # the only snapshot damaged: one line naming it, and how to start over
+    os.remove(os.path.join(cut, 'model.npz'))
+    os.remove(snapshot + '.previous')
+    with open(snapshot, 'r+b') as f:
+        f.truncate(1000)
+    with pytest.raises(UserError, match='cannot resume: snapshot .*snapshot .BadZipFile.* is '
+                                        'damaged; --force starts the run over'):
+        train(settings, cut, resume=True, progress=False, mnist_dir=mnist_folder)
 
 
 class _FakeTrainer:
