@@ -151,7 +151,7 @@ def test_detect_reports_relu_networks(tmp_path):
     run('sample.py', data, 20, 2, '--image-width', 96, '--image-height', 96, '--scale-bounds',
         8, 14)
     run('train.py', '--dataset', data, '--out', out, '--epochs', 1, '--activation', 'relu',
-        '--no-progress', '--workers', 1)
+        '--batch-size', 6, '--no-progress', '--workers', 1)
     proc = run('detect.py', out, '--images', 1, ok=False)
     assert_one_line_error(proc, 'second derivative of zero')
     run('detect.py', out, '--images', 1, '--saliency-only')
