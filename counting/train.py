@@ -41,6 +41,9 @@ def build_parser():
                    '(thesis: 3; 1 = constant lr)')
     p.add_argument('--input-scale', type=positive_float,
                    help='factor on the 0..255 pixels before the network (thesis: 1, raw)')
+    p.add_argument('--batch-renorm-step-epochs', type=positive_int,
+                   help='epochs between the rmax/dmax steps (default %d, the thesis\'s)'
+                   % defaults.TRAIN['batch_renorm_step_epochs'])
     p.add_argument('--test-fraction', type=positive_float,
                    help='share of the dataset held out for counting/test.py')
     p.add_argument('--seed', type=non_negative_int, default=defaults.TRAIN['seed'],
@@ -67,6 +70,8 @@ def main(argv=None):
     settings = training.resolve_settings(
         args.preset, {key: getattr(args, key) for key in training.OVERRIDABLE}, args.seed,
         args.dataset)
+    if args.batch_renorm_step_epochs:
+        settings['batch_renorm_step_epochs'] = args.batch_renorm_step_epochs
     device = get_device(args.device)
     if args.preset.startswith('thesis') and device.xp is numpy and not args.allow_cpu:
         raise UserError('preset %s is a GPU\'s work: ConvolutionalLarge at 1000 px trains at '

@@ -29,7 +29,7 @@ from runkit.devices import get_device
 from runkit.provenance import atomic_write, provenance, write_json
 from runkit.renorm import RenormSchedule
 from runkit.runs import finished_record, json_form, runs_root
-from runkit.training import ResumableIterator
+from runkit.training import ResumableIterator, load_snapshot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_ROOT = os.path.join(ROOT, 'data', 'counting')
@@ -205,11 +205,15 @@ class LearningRateStages(training.Extension):
         trainer.updater.get_optimizer('main').lr = self.value(trainer.updater.epoch)
 
 
-def latest_snapshot(out):
-    found = glob.glob(os.path.join(out, 'snapshot_epoch_*'))
+def snapshots_newest_first(out):
+    found = glob.glob(os.path.join(out, 'snapshot_epoch_*[0-9]'))
     if not found:
-        raise UserError('--resume: no snapshot_epoch_* in %s' % out)
-    return max(found, key=lambda p: int(re.findall(r'(\d+)$', p)[0]))
+        raise UserError('--resume: nothing to resume in %s (no snapshot_epoch_*)' % out)
+    return sorted(found, key=lambda p: -int(re.findall(r'(\d+)$', p)[0]))
+
+
+def latest_snapshot(out):
+    return snapshots_newest_first(out)[0]
 
 
 def _check_resumable(out, settings):
@@ -242,9 +246,9 @@ def train(settings, dataset_folder, out, device='@numpy', resume=None, snapshot_
         _check_fresh_start(out, s)
     if resume:
         _check_resumable(out, s)
-        snapshot = latest_snapshot(out) if resume == 'latest' else resume
-        if not os.path.exists(snapshot):
-            raise UserError('--resume: %s does not exist' % snapshot)
+        candidates = snapshots_newest_first(out) if resume == 'latest' else [resume]
+        if not os.path.exists(candidates[0]):
+            raise UserError('--resume: %s does not exist' % candidates[0])
     dataset = data_mod.ShapeDataset(dataset_folder, workers=workers)
     height, width = dataset.image_size
     train_idx, test_idx = data_mod.split(len(dataset), s['test_fraction'], s['seed'])
@@ -298,7 +302,8 @@ def train(settings, dataset_folder, out, device='@numpy', resume=None, snapshot_
         trainer.extend(extensions.ProgressBar(update_interval=20))
 
     if resume:
-        chainer.serializers.load_npz(snapshot, trainer)
+        # a damaged snapshot is named and set aside; the one before it is used
+        snapshot = load_snapshot(trainer, candidates)
         print('resumed from %s (epoch %d)' % (snapshot, trainer.updater.epoch))
 
     record = dict(s)

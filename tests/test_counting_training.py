@@ -131,3 +131,23 @@ def test_settings_come_from_the_preset_and_the_flags():
     assert s['batch_renorm_loss_threshold'] == 3.0 and s['lr_stages'] == 3
     with pytest.raises(UserError, match='test-fraction'):
         training.resolve_settings('small', {'test_fraction': 1.5})
+
+
+def test_a_damaged_snapshot_is_named_and_the_one_before_it_used(dataset, tmp_path, capsys):
+    s = tiny_settings()
+    s['epochs'] = 2
+    whole, out = str(tmp_path / 'whole'), str(tmp_path / 'run')
+    training.train(s, dataset, whole, snapshot_every=1, progress=False)
+    training.train(s, dataset, out, snapshot_every=1, progress=False)
+    os.remove(os.path.join(out, 'model.npz'))
+    with open(os.path.join(out, 'snapshot_epoch_2'), 'r+b') as f:
+        f.truncate(1000)
+    training.train(s, dataset, out, resume='latest', snapshot_every=1, progress=False)
+    assert 'snapshot_epoch_2' in capsys.readouterr().err
+    assert os.path.exists(os.path.join(out, 'snapshot_epoch_2.damaged'))
+    expected, got = model_arrays(whole), model_arrays(out)
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+    os.remove(os.path.join(out, 'snapshot_epoch_1'))
+    with pytest.raises(UserError, match='nothing to resume'):
+        training.train(s, dataset, str(tmp_path / 'empty'), resume='latest', progress=False)

@@ -36,15 +36,15 @@ def covers(*commands):
     return register
 
 
-def readme_commands():
-    """The `python friendly/...` commands of README.md: lines of fenced blocks (comments
-    dropped) and inline code spans (which may wrap), whitespace collapsed."""
+def readme_commands(prefix='python friendly/'):
+    """The `python friendly/...` (or other `prefix`) commands of README.md: lines of fenced
+    blocks (comments dropped) and inline code spans (which may wrap), whitespace collapsed."""
     with open(os.path.join(ROOT, 'README.md')) as f:
         parts = f.read().split('```')
     found = [line.split(' #')[0] for block in parts[1::2] for line in block.splitlines()]
     found += [span for prose in parts[0::2] for span in re.findall(r'`([^`]+)`', prose)]
     found = (' '.join(text.split()) for text in found)
-    return sorted({text for text in found if text.startswith('python friendly/')})
+    return sorted({text for text in found if text.startswith(prefix)})
 
 
 @pytest.fixture
