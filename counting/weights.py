@@ -1,8 +1,8 @@
 """The committed counting networks: results/weights/counting/<preset>/ and manifest.json.
 
-Each preset's folder is a finished run folder reduced to model.npz and settings.json, so
-`counting.trained.load` reads it like any run; manifest.json records both files' SHA-256, and
-every load checks them first.
+Each preset's folder is a finished run folder reduced to model.npz, settings.json and its
+per-epoch log, so `counting.trained.load` reads it like any run; manifest.json records the SHA-256
+of the first two, and every load checks them first.
 """
 import hashlib
 import json
@@ -63,7 +63,7 @@ def export(preset, run_dir, store=None):
     record = trained.read_settings(run_dir)
     folder = os.path.join(store, preset)
     os.makedirs(folder, exist_ok=True)
-    for name in FILES:
+    for name in FILES + ('log',):   # the per-epoch log comes along, for reading only
         atomic_write(os.path.join(folder, name),
                      lambda tmp, name=name: shutil.copyfile(os.path.join(run_dir, name), tmp))
     manifest = read_manifest(store)
