@@ -42,8 +42,11 @@ def generate(out, num_images, shape_limit, settings, log=True):
     choices = shapes.count_choices(settings['shape_types'], shape_limit)
     out = os.path.abspath(out)
     parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix='.' + os.path.basename(out) + '.partial-')
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(dir=parent, prefix='.' + os.path.basename(out) + '.partial-')
+    except OSError as err:
+        raise UserError('cannot write in %s (%s)' % (parent, err.strerror)) from None
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)   # mkdtemp makes it private; a dataset is an ordinary folder

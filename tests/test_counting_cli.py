@@ -54,6 +54,13 @@ def test_sample_refuses_to_replace_a_foreign_folder(tmp_path):
     assert (tmp_path / 'mine' / 'notes.txt').read_text() == 'keep me'
 
 
+def test_sample_into_an_unwritable_place_is_one_line(tmp_path):
+    (tmp_path / 'a_file').write_text('')
+    proc = run('sample.py', tmp_path / 'a_file' / 'out', 2, 1, '--image-width', 40,
+               '--image-height', 40, ok=False)
+    assert_one_line_error(proc, 'cannot write in %s' % (tmp_path / 'a_file'))
+
+
 def test_other_scripts_report_bad_input(tmp_path):
     assert_one_line_error(run('test.py', tmp_path / 'none', ok=False), 'no finished run')
     assert_one_line_error(run('detect.py', tmp_path / 'none', ok=False), 'no finished run')
