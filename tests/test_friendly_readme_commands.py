@@ -70,8 +70,11 @@ def run_until(command, marker, env, ready=lambda: True, cwd=ROOT, timeout=300):
     """Run `command` until a line of its output holds `marker` (and `ready()` holds), then
     Ctrl-C its process group as a terminal would; (exit status, stdout, stderr)."""
     errors = open(os.path.join(env['LENSES_RUNS'] + '.stderr'), 'w+')
+    # Ctrl-C reaches the command even when the suite runs where SIGINT is ignored (a shell's
+    # background job, nohup): the child starts with SIGINT's default, as in a terminal
     proc = subprocess.Popen(argv(command), cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=errors, text=True, start_new_session=True)
+                            stderr=errors, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     watchdog = threading.Timer(timeout, os.killpg, (proc.pid, signal.SIGKILL))
     watchdog.start()
     lines = []
