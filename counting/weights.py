@@ -64,6 +64,8 @@ def export(preset, run_dir, store=None):
     folder = os.path.join(store, preset)
     os.makedirs(folder, exist_ok=True)
     for name in FILES + ('log',):   # the per-epoch log comes along, for reading only
+        if name == 'log' and not os.path.exists(os.path.join(run_dir, name)):
+            continue
         atomic_write(os.path.join(folder, name),
                      lambda tmp, name=name: shutil.copyfile(os.path.join(run_dir, name), tmp))
     manifest = read_manifest(store)

@@ -151,6 +151,8 @@ def fake_finished_run(folder, settings):
         json.dump(record, f)
     with open(os.path.join(folder, 'model.npz'), 'wb') as f:
         f.write(b'weights')
+    with open(os.path.join(folder, 'log'), 'w') as f:
+        f.write('[]')
 
 
 def test_store_is_used_verified_and_never_trained_from(tmp_path, monkeypatch):
@@ -162,6 +164,7 @@ def test_store_is_used_verified_and_never_trained_from(tmp_path, monkeypatch):
     fake_finished_run(run, training.resolve_settings('small'))
     folders = make_results.network_folders(['small'], from_weights=False, jobs=1)
     assert folders == {'small': str(tmp_path / 'store' / 'small')}
+    assert sorted(os.listdir(folders['small'])) == ['log', 'model.npz', 'settings.json']
     assert make_results.network_folders(['small'], True, 1) == folders
     with open(os.path.join(folders['small'], 'model.npz'), 'ab') as f:
         f.write(b'!')

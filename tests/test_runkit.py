@@ -112,8 +112,10 @@ run_main(lambda: atomic_write(sys.argv[1], write))
 def test_a_killed_write_leaves_no_temporary_file(tmp_path, signum):
     """Ctrl-C and SIGTERM (timeout, kill) in the middle of an atomic write: the temporary file
     goes, the target never appears, one line says what to do."""
+    # the child starts with SIGINT's default even where the suite runs with it ignored
     proc = subprocess.Popen([sys.executable, '-c', SLOW_WRITE, str(tmp_path / 'tables.md')],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout.readline() == 'writing\n'
     assert len(os.listdir(str(tmp_path))) == 1   # the temporary file
     proc.send_signal(signum)
