@@ -191,7 +191,9 @@ def fmt(summary, digits=2, pct=False):
 def report(record):
     """chapter2.md: the claims of thesis 2.2, ours beside the thesis's files."""
     nets, thesis, shortcut = record['networks'], record['thesis_files'], record['shortcut']
-    lines = ['# Thesis chapter 2, measured: our analogue networks beside the thesis\'s figures',
+    dirty = record['made_by']['commit'].endswith('+dirty')
+    lines = ['# Thesis chapter 2, measured: our analogue networks beside the thesis\'s figures'
+             + (' (made from a working tree with uncommitted changes)' if dirty else ''),
              '', 'Made by `%s` at commit `%s` on %s, %s. Every number below is in '
              '`chapter2.json`; the measures are defined in `counting/figure_measures.py` and '
              '`counting/chapter2.py`. Ours: the first %d held-out images of each network, '

@@ -213,6 +213,12 @@ def test_chapter2_measures_figures_and_report_on_tiny_networks(tiny_runs, tmp_pa
                                 'made_by': {'command': 'c', 'commit': 'x', 'device': 'd',
                                             'date': 'today'}})
     assert '| ours: small |' in text and 'second derivative zero' in text
+    assert 'uncommitted' not in text.splitlines()[0]
+    dirty = make_results.report({'networks': nets, 'shortcut': shortcut, 'thesis_files': None,
+                                 'stride_grid_control': None,
+                                 'made_by': {'command': 'c', 'commit': 'x+dirty', 'device': 'd',
+                                             'date': 'today'}})
+    assert dirty.splitlines()[0].endswith('(made from a working tree with uncommitted changes)')
 
 
 def test_bench_times_training_and_localisation_of_a_preset():
