@@ -8,6 +8,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import shutil
 
 import numpy as np
 from PIL import Image
@@ -84,6 +85,10 @@ class ShapeDataset:
                 print('decoded cache of %s is damaged; decoding the images again' % self.folder)
         first = _decode(os.path.join(self.folder, self.names[0]))
         shape = (len(self.names),) + first.shape
+        needed, free = int(np.prod(shape)), shutil.disk_usage(self.folder).free
+        if needed > free:
+            raise UserError('decoding %s needs %.1f GB for decoded.npy, but only %.1f GB are free '
+                            'there' % (self.folder, needed / 1e9, free / 1e9))
 
         def write(tmp):
             np.lib.format.open_memmap(tmp, mode='w+', dtype=np.uint8, shape=shape).flush()

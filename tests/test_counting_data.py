@@ -41,3 +41,16 @@ def test_cache_follows_truths_json(tmp_path):
     assert not np.array_equal(expected, first.images)
     np.testing.assert_array_equal(changed.images, expected)
     np.testing.assert_array_equal(changed.counts, data_mod.ShapeDataset(other).counts)
+
+
+def test_a_cache_that_cannot_fit_on_the_disk_is_one_line(tmp_path, monkeypatch):
+    import collections
+    import pytest
+    from runkit.cli import UserError
+    folder = str(tmp_path / 'a')
+    make(folder, seed=1)
+    usage = collections.namedtuple('usage', 'total used free')
+    monkeypatch.setattr(data_mod.shutil, 'disk_usage', lambda path: usage(10 ** 9, 0, 1000))
+    with pytest.raises(UserError, match=r'needs 0\.0 GB for decoded.npy, but only 0\.0 GB'):
+        data_mod.ShapeDataset(folder)
+    assert not os.path.exists(os.path.join(folder, 'decoded.npy'))
