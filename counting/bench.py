@@ -13,11 +13,11 @@ import tempfile
 import time
 
 import counting  # noqa: F401
-import chainer
 import numpy as np
 
-from counting import defaults, networks, sample, shapes
+from counting import defaults, networks, sample
 from counting import saliency as sal
+from counting.chapter2 import sample_set, sampler_settings
 from counting.training import OPTIMIZERS, CountLoss
 from runkit.cli import Parser, positive_int, run_main
 from runkit.devices import get_device
@@ -42,18 +42,8 @@ def bench_sampler(n_images, workers, shape_limit=10):
 def example_batch(n, preset):
     """n images of the preset's dataset settings (uint8) and their counts."""
     spec = defaults.TRAIN_PRESETS[preset]['dataset']
-    s = dict(defaults.SAMPLER)
-    s.update({'image_width': spec['image_width'], 'image_height': spec['image_height'],
-              'scale_bounds': tuple(spec['scale_bounds']),
-              'limit_scale_resampling': spec['limit_scale_resampling'],
-              'shape_types': tuple(spec['shape_types'])})
-    choices = shapes.count_choices(s['shape_types'], spec['shape_limit'])
-    xs, ts = [], []
-    for i in range(n):
-        counts, _, picture = shapes.sample_image(0, i, s, choices)
-        xs.append(np.asarray(picture).transpose(2, 0, 1))
-        ts.append([counts[t] for t in s['shape_types']])
-    return np.array(xs, dtype=np.uint8), np.array(ts, dtype=np.float32)
+    images, counts, _ = sample_set(sampler_settings(spec), spec['shape_limit'], n, seed=0)
+    return images, counts
 
 
 def preset_network(preset, device):
@@ -99,27 +89,12 @@ def bench_training(preset, iterations, device, batch=None):
             'full_run': '%d epochs x %d images' % (p['epochs'], train_images)}
 
 
-def calibrate(model, x):
-    """Set each Batch Renormalization's running averages to the statistics of batch x, so that
-    an untrained network in test mode is not saturated (its initial averages, 0 and 1, are far
-    from what raw 0..255 pixels give)."""
-    h = x
-    with chainer.using_config('train', False), chainer.using_config('enable_backprop', False):
-        for k, conv in enumerate(model.convs):
-            h = conv(h)
-            if model.batch_renorm:
-                link = model.batch_renorms[k]
-                link.avg_mean[...] = h.array.mean(axis=(0, 2, 3))
-                link.avg_var[...] = h.array.var(axis=(0, 2, 3))
-                h = link(h)
-            h = model.activation(h)
-
-
 def bench_localisation(preset, device, steps):
     """Seconds for the saliency and for each localisation step (one second derivative)."""
     model, p = preset_network(preset, device)
     images, counts = example_batch(2, preset)
-    calibrate(model, device.send(images.astype(np.float32) * np.float32(p['input_scale'])))
+    networks.set_running_averages(
+        model, device.send(images.astype(np.float32) * np.float32(p['input_scale'])))
     model.out.b.array[...] = device.send(counts.mean(axis=0))   # a live ReLU-clamped output
     image = images[0]
     start = time.time()

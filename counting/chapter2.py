@@ -16,8 +16,9 @@ import numpy as np
 from counting import data as data_mod
 from counting import defaults, figure_measures as fm, saliency as sal, shapes, trained
 from counting.activations import ACTIVATIONS
-from counting.networks import NETWORKS
+from counting.networks import NETWORKS, set_running_averages
 from counting.test import evaluate_run, predict
+from counting.training import sampler_request
 from runkit.devices import get_device
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -149,14 +150,14 @@ def sets_summary(per_image_sets, steps=(1, 2, 3)):
 def stride_grid_control(preset='small', images=4, seed=0, device='@numpy'):
     """Where a stride grid comes from: the preset's network, untrained, built from the same
     seed with plain and with box-smoothed stride-2 kernels, its Batch Renormalization averages
-    set from the images themselves (counting/bench.py); the stride-grid measure at the first
+    set from the images themselves; the stride-grid measure at the first
     stride period, median over `images` images."""
-    from counting import bench
     device = get_device(device)
     spec = defaults.TRAIN_PRESETS[preset]
     cls = NETWORKS[spec['network']]
     period = network_periods(cls.layers)[0]
-    x, counts = bench.example_batch(images, preset)
+    x, counts, _ = sample_set(sampler_settings(spec['dataset']), spec['dataset']['shape_limit'],
+                              images, seed=0)
     out = {'period': period, 'network': spec['network'], 'untrained_seed': seed}
     for label, smoothed in (('plain strides', False), ('box-smoothed strides', True)):
         variant = type(cls.__name__, (cls,), {'box_smoothed_strides': smoothed})
@@ -164,8 +165,8 @@ def stride_grid_control(preset='small', images=4, seed=0, device='@numpy'):
         model = variant(counts.shape[1], x.shape[2], x.shape[3], spec['activation'],
                         spec['batch_renorm'])
         model.to_device(device)
-        bench.calibrate(model, device.send(x.astype(np.float32) *
-                                           np.float32(spec['input_scale'])))
+        set_running_averages(model, device.send(x.astype(np.float32) *
+                                                np.float32(spec['input_scale'])))
         model.out.b.array[...] = device.send(counts.mean(axis=0))
         grids = []
         for image in x:
@@ -177,14 +178,8 @@ def stride_grid_control(preset='small', images=4, seed=0, device='@numpy'):
 
 
 def sampler_settings(dataset_spec, **changes):
-    s = dict(defaults.SAMPLER)
-    s.update({'image_width': dataset_spec['image_width'],
-              'image_height': dataset_spec['image_height'],
-              'shape_types': tuple(dataset_spec['shape_types']),
-              'scale_bounds': tuple(dataset_spec['scale_bounds']),
-              'limit_scale_resampling': dataset_spec['limit_scale_resampling']})
-    s.update(changes)
-    return s
+    """The sampler settings of a preset's dataset, with `changes`."""
+    return dict(sampler_request(dataset_spec)[2], **changes)
 
 
 def sample_set(settings, shape_limit, n, seed):

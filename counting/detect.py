@@ -103,7 +103,8 @@ def write_image_outputs(folder, image_u8, graph, found):
 def build_parser():
     d = defaults.DETECT
     p = Parser(prog='counting/detect.py', description=__doc__.splitlines()[0])
-    p.add_argument('run', nargs='?', default=os.path.join(runs_root('counting'), defaults.DEFAULT_PRESET),
+    p.add_argument('run', nargs='?',
+                   default=os.path.join(runs_root('counting'), defaults.DEFAULT_PRESET),
                    help='run folder from counting/train.py (default: runs/counting/small)')
     p.add_argument('--dataset', help='use this dataset (with annotations) instead of the '
                    "run's held-out split")

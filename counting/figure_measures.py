@@ -122,8 +122,11 @@ def selected_sets(masks, on_shape=None, band=1):
         size = int(mask.sum())
         row = {'pixels': size, 'fraction': size / float(mask.size)}
         if on_shape is not None:
-            main = int(np.bincount(nearest[mask], minlength=n + 1)[1:].argmax()) + 1                 if size and n else 0
-            share = (lambda part: float((mask & part).sum()) / size if size else None)
+            hit = np.bincount(nearest[mask], minlength=n + 1)[1:]
+            main = int(hit.argmax()) + 1 if size and n else 0
+
+            def share(part):
+                return float((mask & part).sum()) / size if size else None
             row.update({
                 'on_shape': share(on_shape), 'in_band': share(edge_band),
                 'between': share(between),

@@ -1,7 +1,7 @@
 """Re-make results/counting/: thesis chapter 2 (Figures 2.3-2.7 and the claims of 2.2) measured.
 
-    python counting/make_results.py --thesis-figures ../shared/thesis/figures   # train what is missing
-    python counting/make_results.py --from-weights                             # committed networks only
+    python counting/make_results.py --thesis-figures ../shared/thesis/figures  # may train
+    python counting/make_results.py --from-weights          # the committed networks only
 
 Networks: the four 'small' presets (counting/defaults.py), the CPU analogues of the networks
 behind Figures 2.3/2.4, 2.5, 2.6 and 2.7. Each is taken from results/weights/counting/ when a
@@ -22,7 +22,6 @@ import subprocess
 import sys
 
 import counting  # noqa: F401
-import numpy as np
 
 from counting import chapter2, defaults, figures, thesis_figures, training, weights
 from runkit.cli import Parser, UserError, positive_int, run_main
@@ -220,7 +219,8 @@ def report(record):
     if thesis:
         for i, row in enumerate(thesis['2.3/2.4']):
             r = row['regions']
-            lines.append('| thesis Fig 2.3 image %d | %.2f | %.2f | %.2f | %.1f%% | %.0f (period 3) |'
+            lines.append('| thesis Fig 2.3 image %d | %.2f | %.2f | %.2f | %.1f%% | '
+                         '%.0f (period 3) |'
                          % (i + 1, r['edge']['relative_to_background'],
                             r['corners']['relative_to_background'],
                             r['interior']['relative_to_background'],
@@ -258,7 +258,8 @@ def report(record):
         for figure in ('2.3/2.4', '2.6', '2.7'):
             for i, row in enumerate(thesis[figure]):
                 for s in row['sets']:
-                    lines.append('| thesis Fig %s image %d step %d | %.2f | %s | %s | %s | %s | %s |'
+                    lines.append('| thesis Fig %s image %d step %d | %.2f | %s | %s | %s | %s '
+                                 '| %s |'
                                  % ('2.4' if figure == '2.3/2.4' else figure, i + 1, s['step'],
                                     100 * s['fraction'],
                                     *(fmt(s.get(k)) if s.get(k) is not None else '-'

@@ -194,6 +194,22 @@ class ConvolutionalLarge(CountingNetwork):
     bias_with_batch_renorm = True
 
 
+def set_running_averages(model, x):
+    """Set each Batch Renormalization's running averages to the statistics of batch x, layer by
+    layer, so that an untrained network in test mode is not saturated (its initial averages,
+    0 and 1, are far from what raw 0..255 pixels give). For benchmarks and controls."""
+    h = x
+    with chainer.using_config('train', False), chainer.using_config('enable_backprop', False):
+        for k, conv in enumerate(model.convs):
+            h = conv(h)
+            if model.batch_renorm:
+                link = model.batch_renorms[k]
+                link.avg_mean[...] = h.array.mean(axis=(0, 2, 3))
+                link.avg_var[...] = h.array.var(axis=(0, 2, 3))
+                h = link(h)
+            h = model.activation(h)
+
+
 # Registry: CLI names -> network class.
 NETWORKS = {
     'convolutional': Convolutional,

@@ -1,7 +1,7 @@
 """Train a counting network (MSE on per-type counts) with Chainer's Trainer (counting/training.py).
 
     python counting/train.py                  # the CPU analogue of Figures 2.3/2.4 (preset small)
-    python counting/train.py --preset thesis  # Figures 2.3/2.4 as the thesis ran them (a GPU's work)
+    python counting/train.py --preset thesis  # Figures 2.3/2.4 at the thesis's size (a GPU's work)
     python counting/train.py --resume         # continue an interrupted run exactly
 
 Outputs go to runs/counting/<preset>/ (with --dataset DIR: runs/counting/<preset>-<DIR's name>;
@@ -20,7 +20,8 @@ from runkit.devices import get_device
 
 def build_parser():
     p = Parser(prog='counting/train.py', description=__doc__.splitlines()[0])
-    p.add_argument('--preset', choices=sorted(defaults.TRAIN_PRESETS), default=defaults.DEFAULT_PRESET,
+    p.add_argument('--preset', choices=sorted(defaults.TRAIN_PRESETS),
+                   default=defaults.DEFAULT_PRESET,
                    help='settings table in counting/defaults.py (default: %(default)s)')
     p.add_argument('--dataset', help='dataset folder from counting/sample.py (default: the '
                    "preset's, generated under data/counting/<preset> when missing)")

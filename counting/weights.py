@@ -4,27 +4,18 @@ Each preset's folder is a finished run folder reduced to model.npz, settings.jso
 per-epoch log, so `counting.trained.load` reads it like any run; manifest.json records the SHA-256
 of the first two, and every load checks them first.
 """
-import hashlib
 import json
 import os
 import shutil
 
 from counting import trained
 from runkit.cli import UserError
-from runkit.provenance import atomic_write, write_json
+from runkit.provenance import atomic_write, sha256, write_json
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STORE = os.path.join(CHECKOUT, 'results', 'weights', 'counting')
 MANIFEST = 'manifest.json'
 FILES = ('model.npz', 'settings.json')
-
-
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_manifest(store=None):

@@ -7,7 +7,6 @@ trained, final training loss, the commit that trained it and its SHA-256; every 
 checksum first.
 """
 import glob
-import hashlib
 import json
 import os
 
@@ -16,7 +15,7 @@ import numpy as np
 
 from friendly.networks import build_network
 from runkit.cli import UserError, first_line
-from runkit.provenance import atomic_write, write_json
+from runkit.provenance import atomic_write, sha256, write_json
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STORE = os.path.join(CHECKOUT, 'results', 'weights', 'friendly')
@@ -78,14 +77,6 @@ def load_any(path, device='@numpy'):
         raise UserError('%s holds no finished run and is no weights file' % path)
     raise UserError('%s is not listed in a weights manifest (%s) beside it' % (
         path, MANIFEST))
-
-
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def file_name(settings):

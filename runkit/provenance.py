@@ -3,6 +3,7 @@
 Every result file and settings JSON of `counting` and `friendly` goes through here.
 """
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -53,6 +54,15 @@ def provenance(device='@numpy', **extra):
     }
     info.update(extra)
     return info
+
+
+def sha256(path):
+    """Hex SHA-256 of a file, read in 1 MB blocks (committed weights are checked with it)."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def make_folder(folder):

@@ -13,25 +13,17 @@ import shutil
 import pytest
 
 import gpu
-from test_friendly_readme_commands import (assert_interrupted, assert_one_line_error, run,
-                                           run_until)
-from test_friendly_readme_commands import readme_commands as friendly_style_commands
+from test_friendly_readme_commands import Coverage, assert_interrupted, assert_one_line_error
+from test_friendly_readme_commands import readme_commands as readme_commands_with_prefix
+from test_friendly_readme_commands import run, run_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 THESIS_FIGURES = os.path.join(os.path.dirname(ROOT), 'shared', 'thesis', 'figures')
-COVERED = {}
-
-
-def covers(*commands):
-    def register(test):
-        for command in commands:
-            COVERED[command] = test.__name__
-        return test
-    return register
+COVERED = covers = Coverage()
 
 
 def readme_commands():
-    return friendly_style_commands('python counting/')
+    return readme_commands_with_prefix('python counting/')
 
 
 @pytest.fixture

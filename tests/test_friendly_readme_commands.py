@@ -25,15 +25,18 @@ import pytest
 import gpu
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COVERED = {}   # README command -> the test that runs it
+class Coverage(dict):
+    """README command -> the test that runs it; `@coverage(command, ...)` registers a test."""
+
+    def __call__(self, *commands):
+        def register(test):
+            for command in commands:
+                self[command] = test.__name__
+            return test
+        return register
 
 
-def covers(*commands):
-    def register(test):
-        for command in commands:
-            COVERED[command] = test.__name__
-        return test
-    return register
+COVERED = covers = Coverage()
 
 
 def readme_commands(prefix='python friendly/'):
