@@ -25,7 +25,7 @@ import counting  # noqa: F401
 
 from counting import chapter2, defaults, figures, thesis_figures, training, weights
 from runkit.cli import Parser, UserError, positive_int, run_main
-from runkit.provenance import provenance, write_json, write_text
+from runkit.provenance import provenance, record_title, write_json, write_text
 from runkit.runs import runs_root
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -190,9 +190,8 @@ def fmt(summary, digits=2, pct=False):
 def report(record):
     """chapter2.md: the claims of thesis 2.2, ours beside the thesis's files."""
     nets, thesis, shortcut = record['networks'], record['thesis_files'], record['shortcut']
-    dirty = record['made_by']['commit'].endswith('+dirty')
-    lines = ['# Thesis chapter 2, measured: our analogue networks beside the thesis\'s figures'
-             + (' (made from a working tree with uncommitted changes)' if dirty else ''),
+    lines = [record_title('# Thesis chapter 2, measured: our analogue networks beside the '
+                          'thesis\'s figures', record['made_by']['commit']),
              '', 'Made by `%s` at commit `%s` on %s, %s. Every number below is in '
              '`chapter2.json`; the measures are defined in `counting/figure_measures.py` and '
              '`counting/chapter2.py`. Ours: the first %d held-out images of each network, '

@@ -11,7 +11,7 @@ run is never silently overwritten: --resume continues it, --force starts over.
 """
 import counting  # noqa: F401  (quiets CuPy's NCCL warning before chainer loads)
 import numpy
-from counting import defaults, networks, training
+from counting import bench, defaults, networks, training
 from counting.activations import ACTIVATIONS
 from runkit.cli import (Parser, UserError, non_negative_int, positive_float, positive_int,
                         run_main)
@@ -60,7 +60,7 @@ def build_parser():
                    help='epochs between trainer snapshots (default %(default)s)')
     p.add_argument('--force', action='store_true',
                    help='start over in a run folder that holds a finished or interrupted run')
-    p.add_argument('--allow-cpu', action='store_true',
+    p.add_argument('--yes', action='store_true',
                    help='run a thesis-size preset on the CPU anyway (days of training)')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     return p
@@ -74,12 +74,16 @@ def main(argv=None):
     if args.batch_renorm_step_epochs:
         settings['batch_renorm_step_epochs'] = args.batch_renorm_step_epochs
     device = get_device(args.device)
-    if args.preset.startswith('thesis') and device.xp is numpy and not args.allow_cpu:
-        raise UserError('preset %s is a GPU\'s work: ConvolutionalLarge at 1000 px trains at '
-                        'under one image per second on a CPU (counting/bench.py), so %d epochs '
-                        'take days, and its decoded images need %.0f GB; pass --device '
-                        '@cupy:0, or --allow-cpu to run it here anyway'
-                        % (args.preset, settings['epochs'], training.cache_gigabytes(settings)))
+    if args.preset.startswith('thesis') and device.xp is numpy and not args.yes:
+        seconds = bench.bench_training(args.preset, 1, device, batch=1)['seconds_per_image']
+        images = round(settings['dataset']['num_images'] * (1 - settings['test_fraction']))
+        raise UserError('preset %s is a GPU\'s work: one training image took %.1f s here '
+                        '(measured now, batch 1), so %d epochs x %d images take at least %.1f '
+                        'days on this CPU, and its decoded images need %.0f GB; pass --device @cupy:0, or '
+                        '--yes to run it here anyway'
+                        % (args.preset, seconds, settings['epochs'], images,
+                           seconds * images * settings['epochs'] / 86400,
+                           training.cache_gigabytes(settings)))
     folder = args.dataset or training.ensure_dataset(
         training.preset_dataset_folder(args.preset), settings['dataset'], args.workers)
     out = args.out or training.default_out(args.preset, args.dataset)

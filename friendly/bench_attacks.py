@@ -25,7 +25,7 @@ from friendly.defaults import NETWORKS, PROTOCOL, SOURCE
 from friendly.robustness_eval import CURVE_EPSILONS, find_entry
 from runkit.cli import Parser, UserError, positive_int, run_main
 from runkit.devices import get_device
-from runkit.provenance import provenance, write_text
+from runkit.provenance import provenance, record_title, write_text
 
 SQUARE_TARGET_S = 60.0
 EVALUATION_TARGET_S = 30 * 60.0
@@ -101,6 +101,7 @@ def main():
                             t[:args.images])
     load_after = os.getloadavg()
     prov = provenance(args.device, load_average_start=load_before, load_average_end=load_after)
+    lines[0] = record_title(lines[0], prov['commit'])
     lines += ['Load average at the end: %.2f, %.2f, %.2f.' % load_after, '',
               'Made by: `%s` at commit `%s`, on %s, %s.' % (
                   prov['command'], prov['commit'], prov['device'], prov['date']), '']

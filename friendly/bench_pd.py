@@ -31,7 +31,7 @@ from friendly.networks import build_network
 from friendly.objective import Objective
 from runkit import cli
 from runkit.devices import get_device
-from runkit.provenance import provenance, write_text
+from runkit.provenance import provenance, record_title, write_text
 
 NETWORK = 'PD'
 IMPLS = ('naive', 'lean')
@@ -181,7 +181,7 @@ def _iteration_text(it):
 
 def report(info, meter, gpu, rows, iteration, checks):
     """The markdown report."""
-    lines = ['# Pairwise Difference benchmark', '']
+    lines = [record_title('# Pairwise Difference benchmark', info['commit']), '']
     lines += ['- %s: %s' % item for item in info.items()]
     lines += ['- memory: peak extra bytes by %s (beyond the inputs, minus the returned output '
               'and gradients)' % meter.name, '',

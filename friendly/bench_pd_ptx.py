@@ -20,7 +20,7 @@ import numpy
 
 from friendly import benchmarking, pd_kernels
 from runkit import cli
-from runkit.provenance import provenance, write_text
+from runkit.provenance import provenance, record_title, write_text
 
 PATCH_SIZE, OUTPUTS = 784, 100  # the PD network's layer: one 28x28 patch per image
 BATCHES = (20, 256)
@@ -91,7 +91,7 @@ def main(argv=None):
     version = _nvcc(['--version']).strip().splitlines()[-1]
     info = provenance(nvcc=version, arch=args.arch, layer='P %d, %d outputs'
                       % (PATCH_SIZE, OUTPUTS))
-    lines = ['# Pairwise Difference kernels, as compiled', '']
+    lines = [record_title('# Pairwise Difference kernels, as compiled', info['commit']), '']
     lines += ['- %s: %s' % item for item in info.items()]
     lines += ['', '| build | kernel | registers | shared memory | spill stores | spill loads | '
               '16-byte shared loads |', '|' + '---|' * 7]

@@ -32,7 +32,8 @@ from friendly.defaults import NETWORKS, PROTOCOL, SOURCE, THESIS_RESULTS, VICTIM
 from friendly.networks import BN_MODE_MEANING, BN_MODES
 from runkit.cli import Parser, UserError, non_negative_int, positive_int, run_main
 from runkit.devices import get_device
-from runkit.provenance import atomic_write, make_folder, provenance, write_json, write_text
+from runkit.provenance import (atomic_write, make_folder, provenance, record_title, write_json,
+                               write_text)
 from runkit.runs import runs_root
 
 CURVE_EPSILONS = (0, 10, 26, 51, 77, 128, 179, 255)
@@ -245,7 +246,8 @@ def markdown(document):
     columns = settings['columns']
     budgets = settings['budgets']
     lines = [
-        '# Robustness beyond the thesis: reliable attacks beside Table 3.2', '',
+        record_title('# Robustness beyond the thesis: reliable attacks beside Table 3.2',
+                     document['provenance']['commit']), '',
         'Accuracy (%%) on the MNIST test images at eps = %d (pixel units, 0–255; the thesis\'s '
         '0.3). The two FGSM columns are the thesis\'s attack (section 3.3, Table 3.2: one step '
         'on the squared distance of the outputs, Goodfellow et al. 2015), measured exactly as '

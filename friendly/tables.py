@@ -21,7 +21,7 @@ from friendly import attacks, training, weights
 from friendly.cuda_sigmoid import with_cuda_sigmoid
 from friendly.defaults import PROTOCOL, THESIS_RESULTS
 from runkit.cli import UserError, worker_signals
-from runkit.provenance import atomic_write, make_folder
+from runkit.provenance import atomic_write, make_folder, record_title
 from runkit.training import snapshots
 
 ROWS = (('white_box_fgsm', 'Table 3.2 white-box FGSM'),
@@ -91,7 +91,8 @@ def _train_logged(job):
             contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         try:
             training.train(settings, folder, device, resume=bool(snapshots(folder)),
-                           progress=False, mnist_dir=mnist_dir)
+                           progress=False, mnist_dir=mnist_dir,
+                           restart_advice='remove %s to train it from the start' % folder)
         except UserError as err:
             return settings, str(err)
         except Exception as err:  # noqa: BLE001 - the traceback goes to the log
@@ -216,7 +217,8 @@ def markdown(table, note, prov):
     """tables.md: the default seed against the thesis, then the spread over seeds."""
     names = list(table)
     head = '| | ' + ' | '.join(names) + ' |\n' + '|---' * (len(names) + 1) + '|'
-    lines = ['# Thesis Tables 3.2 and 3.3, reproduced', '', note, '',
+    lines = [record_title('# Thesis Tables 3.2 and 3.3, reproduced', prov['commit']), '', note,
+             '',
              '## Default seed against the thesis', '',
              'Accuracy (%) on the MNIST test images: `ours / thesis (difference)`.', '', head,
              '| seed | ' + ' | '.join(str(table[n]['seed']) for n in names) + ' |',

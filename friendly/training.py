@@ -103,19 +103,24 @@ def load_data(settings, mnist_dir=None):
     return train, val
 
 
-def check_folder(out, settings, resume=False, force=False):
+def check_folder(out, settings, resume=False, force=False, restart_advice=None):
     """The record of a finished run in `out` with these settings, to reuse, or None to train
     (resuming its snapshot with `resume`); a one-line UserError where training would drop work
-    unasked or `resume` has nothing to resume. `force` starts over whatever `out` holds."""
+    unasked or `resume` has nothing to resume, ending with `restart_advice` when given (callers
+    without train.py's options) or else the options to use. `force` starts over whatever `out`
+    holds."""
     if force:
         return None
+
+    def refuse(holds, options):
+        raise UserError('%s holds %s; %s' % (out, holds, restart_advice or options))
+
     record = finished_record(out)
     if record and same_settings(record.get('settings'), settings):
         print('%s already holds this run, finished; reusing it (--force trains it again)' % out)
         return record
     if record:
-        raise UserError('%s holds a finished run with other settings; use another --out, or '
-                        '--force to replace it' % out)
+        refuse('a finished run with other settings', 'use another --out, or --force to replace it')
     if snapshots(out):
         try:
             with open(os.path.join(out, 'settings.json')) as f:
@@ -123,11 +128,10 @@ def check_folder(out, settings, resume=False, force=False):
         except (OSError, ValueError, KeyError, TypeError):
             started = None
         if not same_settings(started, settings):
-            raise UserError('%s holds an interrupted run with other settings; use another '
-                            '--out, or --force to start over' % out)
+            refuse('an interrupted run with other settings',
+                   'use another --out, or --force to start over')
         if not resume:
-            raise UserError('%s holds an interrupted run; pass --resume to continue it, or '
-                            '--force to start over' % out)
+            refuse('an interrupted run', 'pass --resume to continue it, or --force to start over')
         return None
     if resume:
         raise UserError('nothing to resume in %s (no snapshot); drop --resume to start the run'
@@ -136,12 +140,13 @@ def check_folder(out, settings, resume=False, force=False):
 
 
 def train(settings, out, device='@numpy', resume=False, force=False, progress=True,
-          mnist_dir=None):
+          mnist_dir=None, restart_advice=None):
     """Run (with `resume`, continue) one training run; returns its record (also on disk).
-    What `out` may already hold is checked first (check_folder)."""
+    What `out` may already hold is checked first (check_folder); `restart_advice` replaces the
+    advice to pass train.py's --force in every refusal."""
     device = get_device(device)
     make_folder(out)
-    done = check_folder(out, settings, resume, force)
+    done = check_folder(out, settings, resume, force, restart_advice)
     if done:
         return done
     resume = resume and not force
@@ -197,7 +202,8 @@ def train(settings, out, device='@numpy', resume=False, force=False, progress=Tr
         try:
             path = load_snapshot(trainer, snapshots(out))
         except UserError as err:
-            raise UserError('%s; --force starts the run over' % err) from None
+            raise UserError('%s; %s' % (err, restart_advice or '--force starts the run over')) \
+                from None
         print('resumed %s at epoch %d' % (path, updater.epoch))
     record = {'settings': settings, 'finished': False,
               'provenance': provenance(device, seed=settings['seed'])}

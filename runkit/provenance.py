@@ -30,6 +30,12 @@ def git_commit():
         return os.environ.get('GIT_COMMIT', 'unknown')
 
 
+def record_title(title, commit):
+    """A record's first line: `title`, saying so when it was made from uncommitted changes."""
+    return title + (' (made from a working tree with uncommitted changes)'
+                    if str(commit).endswith('+dirty') else '')
+
+
 def device_description(device):
     """Human-readable hardware behind a Chainer device spec such as '@numpy' or '@cupy:0'."""
     spec = str(device)

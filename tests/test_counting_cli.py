@@ -1,6 +1,7 @@
 """The scripts end to end on a tiny dataset, and bad input as a one-line error with status 2."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -26,6 +27,7 @@ def assert_one_line_error(proc, fragment):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('error: '), proc.stderr
     assert fragment in lines[0]
+    return lines[0]
 
 
 @pytest.mark.parametrize('args,fragment', [
@@ -81,8 +83,12 @@ def test_chapter2_inputs_are_checked(tmp_path):
                           'cannot see columns 119-121')
     assert_one_line_error(run('train.py', '--dataset', data, '--out', tmp_path / 'r',
                               '--no-progress', ok=False), '--batch-size 20 is larger than the 3')
-    assert_one_line_error(run('train.py', '--preset', 'thesis', ok=False),
-                          "preset thesis is a GPU's work")
+    line = assert_one_line_error(run('train.py', '--preset', 'thesis', '--epochs', 2, ok=False),
+                                 "preset thesis is a GPU's work: one training image took ")
+    seconds, days = re.search(r'took ([\d.]+) s .* so 2 epochs x 3600 images take at least '
+                              r'([\d.]+) days', line).groups()
+    assert float(days) == pytest.approx(float(seconds) * 3600 * 2 / 86400, abs=0.06)
+    assert '--yes to run it here anyway' in line
 
 
 def test_runs_are_never_silently_overwritten_and_datasets_are_checked(tmp_path):

@@ -271,3 +271,23 @@ def test_a_record_finds_the_weights_it_keeps_beside_the_repository_store(store, 
     assert [r['seed'] for r in seeds] == [1, 3]
     assert seeds[1]['weights_sha256'] == _entry(str(record / 'weights' / 'friendly'),
                                                 'S')['sha256']
+
+
+def test_evaluate_names_the_folder_to_remove_when_no_snapshot_can_resume(tmp_path, mnist_folder,
+                                                                         monkeypatch):
+    # evaluate.py trains missing networks itself and has no --force: its advice is the folder
+    monkeypatch.setenv('LENSES_RUNS', str(tmp_path))
+    settings = training.settings_for('S', epochs=1, train_subset=200)
+    folder = training.run_folder(settings)
+    os.makedirs(folder)
+    with open(os.path.join(folder, 'snapshot'), 'wb') as f:
+        f.write(b'PK\x03\x04 not a whole archive')
+    _, error = tables._train_logged((settings, '@numpy', mnist_folder))
+    assert error == '%s holds an interrupted run with other settings; remove %s to train it ' \
+        'from the start' % (folder, folder)
+    training.write_json(os.path.join(folder, 'settings.json'),
+                        {'settings': settings, 'finished': False})
+    _, error = tables._train_logged((settings, '@numpy', mnist_folder))
+    assert error.startswith('cannot resume: snapshot %s' % os.path.join(folder, 'snapshot'))
+    assert error.endswith('is damaged; remove %s to train it from the start' % folder)
+    assert '--force' not in error

@@ -1,6 +1,7 @@
 """runkit: one-line errors, devices, atomic writes (also when killed), provenance, and the
 resumable shuffle."""
 import errno
+import json
 import importlib.util
 import os
 import shlex
@@ -168,3 +169,18 @@ def test_rmax_dmax_are_saved_with_the_link(tmp_path):
     fresh = BatchRenormalization(4, decay=0.9)
     chainer.serializers.load_npz(str(tmp_path / 'l.npz'), fresh)
     assert (fresh.rmax, fresh.dmax) == (10.0, 10.0)
+
+
+@pytest.mark.parametrize('record', ['tables', 'robustness'])
+def test_records_say_in_their_first_line_when_made_from_uncommitted_changes(record):
+    from friendly import robustness_eval, tables
+    with open(os.path.join(ROOT, 'results', record + '.json' if record == 'tables'
+                           else os.path.join('robustness', 'robustness.json'))) as f:
+        document = json.load(f)
+    for commit, flagged in (('abc', False), ('abc+dirty', True)):
+        document['provenance']['commit'] = commit
+        text = (tables.markdown(document['networks'], 'note', document['provenance'])
+                if record == 'tables' else robustness_eval.markdown(document))
+        first = text.splitlines()[0]
+        assert first.startswith('# ')
+        assert first.endswith('(made from a working tree with uncommitted changes)') == flagged
