@@ -9,8 +9,11 @@ images of the run, with the thesis's threshold 5e-10 on derivatives with respect
 with 4 px at 1000; 4 x 96 / 1000 rounds below the 1 px minimum).
 """
 import os
+import shutil
+import tempfile
 import time
 
+import chainer
 import numpy as np
 
 from counting import data as data_mod
@@ -133,6 +136,31 @@ def measure_network(run_dir, images=20, examples=2, device='@numpy'):
                         if 'first_set_fraction_by_threshold' in r])
             for t in ('%g' % t for t in THRESHOLDS)}
     return result, [r['maps'] for r in per_image[:examples]], settings
+
+
+def snapshot_epochs(run_dir):
+    """Epochs of the trainer snapshots a counting run kept (snapshot_epoch_N), ascending."""
+    names = os.listdir(run_dir) if os.path.isdir(run_dir) else []
+    return sorted(int(n.rsplit('_', 1)[1]) for n in names
+                  if n.startswith('snapshot_epoch_') and n.rsplit('_', 1)[1].isdigit())
+
+
+def measure_progress(run_dir, images=20, device='@numpy'):
+    """Counting and where the saliency lies at each kept snapshot of a finished run: does the
+    saliency move onto the edges as the network learns to count? {epoch: measures}."""
+    settings_path = os.path.join(run_dir, 'settings.json')
+    model = trained.build(trained.read_settings(run_dir), settings_path)
+    progress = {}
+    for epoch in snapshot_epochs(run_dir):
+        chainer.serializers.load_npz(os.path.join(run_dir, 'snapshot_epoch_%d' % epoch), model,
+                                     path='updater/model:main/predictor/')
+        with tempfile.TemporaryDirectory() as folder:   # the snapshot as a run folder
+            shutil.copy(settings_path, folder)
+            chainer.serializers.save_npz(os.path.join(folder, 'model.npz'), model)
+            measured, _, _ = measure_network(folder, images=images, examples=0, device=device)
+        progress[str(epoch)] = {'counting': measured['counting'],
+                                'regions': measured['regions']}
+    return progress
 
 
 def sets_summary(per_image_sets, steps=(1, 2, 3)):

@@ -25,7 +25,7 @@ import counting  # noqa: F401
 
 from counting import chapter2, defaults, figures, thesis_figures, training, weights
 from runkit.cli import Parser, UserError, positive_int, run_main
-from runkit.provenance import provenance, record_title, write_json, write_text
+from runkit.provenance import provenance, record_title, sha256, write_json, write_text
 from runkit.runs import runs_root
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,12 +106,28 @@ def strip_maps(obj):
     return {k: v for k, v in obj.items() if k != 'maps'}
 
 
-def previous_thesis_measures():
+def previous(key):
+    """`key` of the earlier record, kept when this run cannot measure it again."""
     path = os.path.join(OUT, 'chapter2.json')
     if os.path.exists(path):
         with open(path) as f:
-            return json.load(f).get('thesis_files')
+            return json.load(f).get(key)
     return None
+
+
+def training_progress(preset, images):
+    """chapter2.measure_progress of the committed `preset` network's own training run, when
+    runs/counting/<preset> holds it with its snapshots (same model.npz); else the earlier
+    record's."""
+    run = os.path.join(runs_root('counting'), preset)
+    entry = weights.read_manifest().get(preset)
+    model = os.path.join(run, 'model.npz')
+    if entry and os.path.exists(model) and sha256(model) == entry['sha256']['model.npz'] \
+            and chapter2.snapshot_epochs(run):
+        print('measuring the training progress of %s' % preset, flush=True)
+        return {'preset': preset, 'epochs': chapter2.measure_progress(run, images)}
+    kept = previous('training_progress')
+    return kept if kept and kept['preset'] == preset else None
 
 
 def build_parser():
@@ -152,13 +168,15 @@ def main(argv=None):
                                          images=args.shortcut_images)
     print('measuring the stride-grid control', flush=True)
     control = chapter2.stride_grid_control()
-    thesis = thesis_figures.measure(root) if root else previous_thesis_measures()
+    progress = training_progress('small', args.images)
+    thesis = thesis_figures.measure(root) if root else previous('thesis_files')
     made_by = provenance(seed=defaults.TRAIN['seed'])
     made_by['command'] = shown([os.path.join(ROOT, 'counting', 'make_results.py')] +
                                (['--thesis-figures', '<thesis figures folder>'] if root else []) +
                                (['--from-weights'] if args.from_weights else []) +
                                (['--images', args.images] if args.images != 20 else []))
     record = {'networks': nets, 'shortcut': shortcut, 'stride_grid_control': control,
+              'training_progress': progress,
               'thesis_files': thesis,
               'thesis_files_measured_now': root is not None, 'made_by': made_by}
     os.makedirs(OUT, exist_ok=True)
@@ -247,6 +265,20 @@ def report(record):
                       fmt(control['plain strides']), control['period'],
                       fmt(control['box-smoothed strides']),
                       control['box-smoothed strides']['n'])]
+    progress = record.get('training_progress')
+    if progress:
+        lines += ['', '## Why the 2.3 analogue\'s saliency lies off the edges: training '
+                  'progress', '',
+                  'The same measures on the snapshots of `%s`\'s own training run (held-out '
+                  'MAE over all its held-out images; regions over the first %d): if edge '
+                  'saliency comes with counting skill, it rises as the MAE falls.'
+                  % (progress['preset'], next(iter(progress['epochs'].values()))['regions']
+                     ['edge']['relative_to_background']['n']), '',
+                  '| epoch | MAE | edge | corners | interior |', '|---|---|---|---|---|']
+        for epoch, p in sorted(progress['epochs'].items(), key=lambda item: int(item[0])):
+            lines.append('| %s | %.3f | %s | %s | %s |' % (
+                epoch, p['counting']['mae'], *(fmt(p['regions'][r]['relative_to_background'])
+                                               for r in ('edge', 'corners', 'interior'))))
     lines += ['', '## The selected pixel sets (Figures 2.4, 2.6, 2.7; threshold 5e-10)', '',
               'Size as % of the image; shape / outline covered: share of the nearest shape\'s '
               'pixels / of its edge band in the set; on shape, in band, between: shares of the '

@@ -34,16 +34,21 @@ def read_settings(run_dir):
     return settings
 
 
+def build(settings, settings_path):
+    """The untrained network a run's settings describe; UserError naming the file otherwise."""
+    try:
+        return networks.build(settings['network'], len(settings['types']),
+                              settings['image_height'], settings['image_width'],
+                              settings['activation'], settings['batch_renorm'])
+    except ValueError as err:
+        raise UserError('%s: %s' % (settings_path, err)) from None
+
+
 def load(run_dir, device='@numpy'):
     """(model on `device`, settings dict) of the run in `run_dir`."""
     settings = read_settings(run_dir)
     model_path = os.path.join(run_dir, 'model.npz')
-    try:
-        model = networks.build(settings['network'], len(settings['types']),
-                               settings['image_height'], settings['image_width'],
-                               settings['activation'], settings['batch_renorm'])
-    except ValueError as err:
-        raise UserError('%s: %s' % (os.path.join(run_dir, 'settings.json'), err)) from None
+    model = build(settings, os.path.join(run_dir, 'settings.json'))
     try:
         chainer.serializers.load_npz(model_path, model)
     except Exception as err:  # noqa: BLE001 - any damage to the file ends the same way

@@ -211,11 +211,16 @@ def test_chapter2_measures_figures_and_report_on_tiny_networks(tiny_runs, tmp_pa
     figures.figure_2_4(str(tmp_path / 'f24.png'), maps['small'], None)
     figures.figure_activation(str(tmp_path / 'f25.png'), '2.5', maps['small-relu'], None, 't')
     assert all((tmp_path / n).stat().st_size > 0 for n in ('f23.png', 'f24.png', 'f25.png'))
+    progress = {'preset': 'small', 'epochs': {
+        str(epoch): {'counting': {'mae': mae}, 'regions': smooth['regions']}
+        for epoch, mae in ((10, 2.0), (5, 3.0))}}
     text = make_results.report({'networks': nets, 'shortcut': shortcut, 'thesis_files': None,
-                                'stride_grid_control': None,
+                                'stride_grid_control': None, 'training_progress': progress,
                                 'made_by': {'command': 'c', 'commit': 'x', 'device': 'd',
                                             'date': 'today'}})
     assert '| ours: small |' in text and 'second derivative zero' in text
+    rows = [line for line in text.splitlines() if line.startswith(('| 5 |', '| 10 |'))]
+    assert rows[0].startswith('| 5 | 3.000 | ') and rows[1].startswith('| 10 | 2.000 | ')
     assert 'uncommitted' not in text.splitlines()[0]
     dirty = make_results.report({'networks': nets, 'shortcut': shortcut, 'thesis_files': None,
                                  'stride_grid_control': None,

@@ -151,3 +151,18 @@ def test_a_damaged_snapshot_is_named_and_the_one_before_it_used(dataset, tmp_pat
     os.remove(os.path.join(out, 'snapshot_epoch_1'))
     with pytest.raises(UserError, match='nothing to resume'):
         training.train(s, dataset, str(tmp_path / 'empty'), resume='latest', progress=False)
+
+
+def test_training_progress_reads_each_kept_snapshot_as_the_network_of_that_epoch(dataset,
+                                                                                tmp_path):
+    from counting import chapter2, trained
+    out = str(tmp_path / 'run')
+    training.train(tiny_settings(), dataset, out, snapshot_every=1, progress=False)
+    assert chapter2.snapshot_epochs(out) == [1, 2, 3]
+    progress = chapter2.measure_progress(out, images=1)
+    assert sorted(progress) == ['1', '2', '3']
+    final = chapter2.measure_network(out, images=1, examples=0)[0]
+    assert progress['3']['counting'] == final['counting']     # the last snapshot is the model
+    assert progress['1']['counting']['mae'] != final['counting']['mae']
+    assert set(progress['1']['regions']) == set(final['regions'])
+    assert trained.load(out)[1]['epochs'] == 3
