@@ -16,6 +16,7 @@ the tiny negative-side gradients whose signs FGSM uses.
 import chainer
 import numpy as np
 from chainer import backend, function_node
+from chainer.functions.activation.sigmoid import SigmoidGrad
 from chainer.utils import type_check
 
 
@@ -33,8 +34,10 @@ class CudaSigmoid(function_node.FunctionNode):
         return y.astype(x.dtype, copy=False),
 
     def backward(self, indexes, grad_outputs):
+        # Chainer's own gradient node: gy y (1 - y) rounds the same on both devices, and its
+        # backward is the one a GPU's double backward (GMR's penalty) ran
         y, = self.get_retained_outputs()
-        return grad_outputs[0] * y * (1 - y),   # differentiable in y: double backprop works
+        return SigmoidGrad((None,)).apply((y, grad_outputs[0]))   # None: no cuDNN input
 
 
 def cuda_sigmoid(x):
