@@ -6,6 +6,9 @@
    iterator, forward, backward, momentum SGD update). Target on a 2-core CPU: <= 2 ms.
 2. Evaluating one victim (S) on the 10,000 test images: clean + white-box FGSM, batches of 200.
    Target on CPU: <= 10 s.
+3. The CUDA sigmoid arithmetic (train.py --arithmetic cuda): training GMRES (Elastic Sigmoid,
+   GMR's double backward) with it over training with the device's own, measured in one run.
+   Target: ratio <= 1.5.
 Prints each figure next to its target; the network is freshly initialised (speed only).
 """
 import argparse
@@ -16,7 +19,7 @@ import chainer
 
 from friendly import attacks, mnist
 from friendly.defaults import NETWORKS, PROTOCOL
-from friendly.networks import build_network
+from friendly.networks import ARITHMETICS, build_network
 from friendly.objective import Objective
 from runkit import cli
 from runkit.devices import get_device
@@ -28,9 +31,9 @@ def synchronize(device):
         device.device.synchronize()
 
 
-def time_training(name, iterations, device):
+def time_training(name, iterations, device, arithmetic='device'):
     (x, y), _ = mnist.load_mnist()
-    net = build_network(name)
+    net = build_network(name, arithmetic)
     objective = Objective(net, NETWORKS[name].gmr_weight)
     objective.to_device(device)
     optimizer = chainer.optimizers.MomentumSGD(NETWORKS[name].lr, PROTOCOL['momentum'])
@@ -68,6 +71,12 @@ def main():
     print('evaluate S on %d test images (clean + white-box FGSM): %.2f s (target <= 10 s) %s'
           % (len(x), seconds, 'PASS' if seconds <= 10 else 'MISS'))
     print('  (untrained network, speed only: %s)' % result)
+    iterations = max(args.iterations // 4, 1)
+    ms = {a: 1e3 * time_training('GMRES', iterations, device, a)[0] for a in ARITHMETICS}
+    ratio = ms['cuda'] / ms['device']
+    print('train GMRES with the CUDA sigmoid arithmetic: %.3f ms/iteration against %.3f with '
+          'the device\'s own (%d iterations each): ratio %.2f (target <= 1.5) %s'
+          % (ms['cuda'], ms['device'], iterations, ratio, 'PASS' if ratio <= 1.5 else 'MISS'))
 
 
 if __name__ == '__main__':

@@ -3,11 +3,17 @@
     dy/dx = s * y (1 - y),        dy/ds = sum over elements of x * y (1 - y)
 
 Shrinking |s| flattens the activation and so the input gradient that GMR penalises.
+
+With the CUDA arithmetic (friendly/cuda_sigmoid.py) the link computes what the original's
+`F.sigmoid(scale * x)` computed on the thesis's GPU: the product s x rounded to float32, then
+Chainer's CUDA sigmoid of it; gradients flow through both (double backward included).
 """
 import chainer
 import chainer.functions as F
 from chainer import backend, function_node
 from chainer.utils import type_check
+
+from friendly.cuda_sigmoid import cuda_sigmoid
 
 
 class ElasticSigmoid(function_node.FunctionNode):
@@ -51,12 +57,16 @@ def elastic_sigmoid(x, s):
 
 
 class ElasticSigmoidLink(chainer.Link):
-    """A layer's Elastic Sigmoid activation: owns the one scale s, initialised to 1."""
+    """A layer's Elastic Sigmoid activation: owns the one scale s, initialised to 1;
+    `arithmetic` 'device' (ours) or 'cuda' (the thesis GPU's, on any device)."""
 
-    def __init__(self, initial_scale=1.0):
+    def __init__(self, initial_scale=1.0, arithmetic='device'):
         super().__init__()
+        self.arithmetic = arithmetic
         with self.init_scope():
             self.s = chainer.Parameter(chainer.initializers.Constant(initial_scale), (1,))
 
     def forward(self, x):
+        if self.arithmetic == 'cuda':
+            return cuda_sigmoid(x * F.broadcast_to(self.s, x.shape))
         return elastic_sigmoid(x, self.s)

@@ -21,7 +21,7 @@ import time
 
 from friendly import attacks, tables, training, weights
 from friendly.defaults import NETWORKS, PROTOCOL, QUICK, SEEDS, SOURCE, THESIS_RESULTS, VICTIMS
-from friendly.networks import BN_MODE_MEANING, BN_MODES
+from friendly.networks import ARITHMETICS, BN_MODE_MEANING, BN_MODES
 from runkit.cli import Parser, UserError, positive_int, run_main
 from runkit.devices import get_device
 from runkit.provenance import make_folder, provenance, write_json, write_text
@@ -113,6 +113,10 @@ def main():
                         'images')
     parser.add_argument('--bn-mode', default=PROTOCOL['bn_test_mode'], choices=BN_MODES,
                         help="Batch Renormalization at test time: 'batch' (thesis) or 'running'")
+    parser.add_argument('--arithmetic', default='device', choices=ARITHMETICS,
+                        help="networks trained and tested with the sigmoids of the device's "
+                        "own arithmetic (default) or of Chainer's CUDA kernel, as the thesis's "
+                        "GPU computed them (protocol <protocol>-cuda)")
     parser.add_argument('--jobs', type=positive_int, default=1, help='networks trained at once')
     parser.add_argument('--device', default='@numpy', help="'@numpy' or '@cupy:0'")
     parser.add_argument('--results', help='write the record here (e.g. results): tables and '
@@ -133,7 +137,7 @@ def main():
 
     def settings(name, seed=None):
         return training.settings_for(name, args.quick, epochs_for.get(name, args.epochs), seed,
-                                     args.train_subset)
+                                     args.train_subset, arithmetic=args.arithmetic)
     # a record's own weights (DIR/weights/friendly) are found as the repository's are
     store = os.path.join(args.results, 'weights', 'friendly') if args.results else None
     source = settings(SOURCE)
@@ -183,6 +187,10 @@ def main():
     note += ' Batch Renormalization at test time: %r (%s)%s.' % (
         args.bn_mode, BN_MODE_MEANING[args.bn_mode],
         '' if args.bn_mode == PROTOCOL['bn_test_mode'] else ', **not the thesis test mode**')
+    if args.arithmetic == 'cuda':
+        note += (' Every sigmoid (plain and Elastic) computed, in training and in every test, '
+                 'as Chainer\'s CUDA kernel computes it (the thesis\'s GPU; '
+                 'friendly/cuda_sigmoid.py), not in the device\'s own arithmetic.')
     note += ' Black-box source: %s seed %d.' % (SOURCE, source['seed'])
     if missing:
         note += ' **Not yet trained, so left out:** %s.' % ', '.join(missing)

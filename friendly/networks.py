@@ -10,6 +10,7 @@ import chainer.functions as F
 import chainer.links as L
 
 from friendly.angular import Angular
+from friendly.cuda_sigmoid import cuda_sigmoid
 from friendly.defaults import NETWORKS, PROTOCOL
 from friendly.elastic_sigmoid import ElasticSigmoidLink
 from runkit.cli import UserError
@@ -21,6 +22,11 @@ BN_MODE_MEANING = {
     'running': 'the learned running averages',
 }
 BN_MODES = tuple(BN_MODE_MEANING)
+
+# How the sigmoids (plain and Elastic) are computed, forward and backward: 'device' is the
+# device's own arithmetic (on a CPU, numpy's float32 tanh, exactly 0 below x = -20); 'cuda' is
+# Chainer's CUDA kernel, as the thesis's GPU computed it, on any device (cuda_sigmoid.py).
+ARITHMETICS = ('device', 'cuda')
 
 
 def _pairwise_difference_layer(in_size, out_size):
@@ -46,21 +52,25 @@ LAYERS = {
     'angular': Angular,
     'pairwise_difference': _pairwise_difference_layer,
 }
-ACTIVATIONS = {
-    'sigmoid': lambda: F.sigmoid,
-    'elastic_sigmoid': ElasticSigmoidLink,
-    'none': lambda: F.identity,
+ACTIVATIONS = {   # name -> arithmetic -> a layer's activation
+    'sigmoid': lambda arithmetic: cuda_sigmoid if arithmetic == 'cuda' else F.sigmoid,
+    'elastic_sigmoid': lambda arithmetic: ElasticSigmoidLink(arithmetic=arithmetic),
+    'none': lambda arithmetic: F.identity,
 }
 
 
 class FCNet(chainer.Chain):
     """Three layers (784 -> 100 -> 100 -> 10), each weights -> [batch renorm] -> activation."""
 
-    def __init__(self, config):
+    def __init__(self, config, arithmetic='device'):
         super().__init__()
+        if arithmetic not in ARITHMETICS:
+            raise UserError('unknown arithmetic %r; choose one of %s'
+                            % (arithmetic, ', '.join(ARITHMETICS)))
         self.config = config
+        self.arithmetic = arithmetic
         sizes = (28 * 28,) + PROTOCOL['hidden']
-        activations = [ACTIVATIONS[config.activation]() for _ in config.layers]
+        activations = [ACTIVATIONS[config.activation](arithmetic) for _ in config.layers]
         with self.init_scope():
             self.layers = chainer.ChainList(*[
                 LAYERS[kind](n_in, n_out)
@@ -93,8 +103,9 @@ class FCNet(chainer.Chain):
         return h
 
 
-def build_network(name):
-    """The network named in thesis Table 3.1 ('S', 'RS', 'A', 'GMR', 'GMRES', 'PD', 'source')."""
+def build_network(name, arithmetic='device'):
+    """The network named in thesis Table 3.1 ('S', 'RS', 'A', 'GMR', 'GMRES', 'PD', 'source'),
+    its sigmoids computed in `arithmetic` (ARITHMETICS)."""
     if name not in NETWORKS:
         raise UserError('unknown network %r; choose one of %s' % (name, ', '.join(NETWORKS)))
-    return FCNet(NETWORKS[name])
+    return FCNet(NETWORKS[name], arithmetic)

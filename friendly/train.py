@@ -3,6 +3,7 @@
     python friendly/train.py S                      # thesis protocol, runs/friendly/thesis/S
     python friendly/train.py PD --device @cupy:0    # on a GPU
     python friendly/train.py GMR --resume           # continue an interrupted run exactly
+    python friendly/train.py GMRES --arithmetic cuda  # sigmoids as the thesis's GPU computed
 
 Writes into --out: settings.json (every setting, seed and the git commit), log, loss.png,
 accuracy.png, an atomic per-epoch `snapshot` for --resume (and the one before it), and model.npz
@@ -14,6 +15,7 @@ import json
 
 from friendly import mnist
 from friendly.defaults import NETWORKS
+from friendly.networks import ARITHMETICS
 from friendly.training import MONITORS, run_folder, settings_for, train
 from runkit.cli import Parser, positive_int, run_main
 from runkit.devices import get_device
@@ -32,6 +34,10 @@ def main():
     parser.add_argument('--monitor', choices=list(MONITORS), help='early stopping watches the '
                         'epoch-mean training loss (default, as the original code) or validation')
     parser.add_argument('--device', default='@numpy', help="'@numpy' (CPU) or '@cupy:0'")
+    parser.add_argument('--arithmetic', default='device', choices=ARITHMETICS,
+                        help="sigmoids (plain and Elastic) computed by the device's own "
+                        "arithmetic (default) or as Chainer's CUDA kernel computes them, the "
+                        "thesis GPU's, on any device (run folder <protocol>-cuda)")
     parser.add_argument('--out', help='run folder (default runs/friendly/<protocol>/<network>'
                         '[-seed<k>])')
     again = parser.add_mutually_exclusive_group()
@@ -46,7 +52,7 @@ def main():
     args = parser.parse_args()
     get_device(args.device)   # a bad device is a one-line error before anything starts
     settings = settings_for(args.network, args.quick, args.epochs, args.seed, args.train_subset,
-                            args.monitor)
+                            args.monitor, args.arithmetic)
     out = args.out or run_folder(settings)
     print(json.dumps(settings))
     record = train(settings, out, args.device, args.resume, args.force, not args.no_progress,

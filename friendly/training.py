@@ -22,7 +22,7 @@ from chainer.training import extensions
 
 from friendly import mnist, weights
 from friendly.defaults import NETWORKS, PROTOCOL, QUICK
-from friendly.networks import build_network
+from friendly.networks import ARITHMETICS, build_network
 from friendly.objective import Objective
 from runkit.cli import UserError
 from runkit.devices import get_device
@@ -37,8 +37,10 @@ from runkit.training import (EarlyStopping, ResumableIterator, Snapshot, best_ep
 MONITORS = {'training': 'main/total', 'validation': 'validation/main/loss'}
 
 
-def protocol_name(quick=False, epochs=None, train_subset=None, monitor=None):
-    """'thesis' or 'quick', with -e<epochs> / -n<images> / -val appended for any override."""
+def protocol_name(quick=False, epochs=None, train_subset=None, monitor=None,
+                  arithmetic='device'):
+    """'thesis' or 'quick', with -e<epochs> / -n<images> / -val / -cuda appended for any
+    override."""
     base, defaults = ('quick', QUICK) if quick else ('thesis', {'max_epochs':
                                                                 PROTOCOL['max_epochs']})
     name = base
@@ -48,22 +50,29 @@ def protocol_name(quick=False, epochs=None, train_subset=None, monitor=None):
         name += '-n%d' % train_subset
     if monitor and monitor != PROTOCOL['monitor']:
         name += '-' + monitor
+    if arithmetic != 'device':
+        name += '-' + arithmetic
     return name
 
 
-def settings_for(name, quick=False, epochs=None, seed=None, train_subset=None, monitor=None):
-    """Everything that determines a trained network; a finished run is reused only if equal."""
+def settings_for(name, quick=False, epochs=None, seed=None, train_subset=None, monitor=None,
+                 arithmetic='device'):
+    """Everything that determines a trained network; a finished run is reused only if equal.
+    `arithmetic` (networks.ARITHMETICS) is recorded only when it is not the device's own."""
     if name not in NETWORKS:
         raise UserError('unknown network %r; choose one of %s' % (name, ', '.join(NETWORKS)))
     if monitor is not None and monitor not in MONITORS:
         raise UserError('unknown early-stopping monitor %r; choose one of %s'
                         % (monitor, ', '.join(MONITORS)))
     config = NETWORKS[name]
+    if arithmetic not in ARITHMETICS:
+        raise UserError('unknown arithmetic %r; choose one of %s'
+                        % (arithmetic, ', '.join(ARITHMETICS)))
     defaults = QUICK if quick else {'max_epochs': PROTOCOL['max_epochs'], 'train_subset': None}
-    return {
+    settings = {
         'network': name,
         'config': config._asdict(),
-        'protocol': protocol_name(quick, epochs, train_subset, monitor),
+        'protocol': protocol_name(quick, epochs, train_subset, monitor, arithmetic),
         'max_epochs': epochs or defaults['max_epochs'],
         'seed': config.seed if seed is None else seed,
         'train_subset': train_subset or defaults['train_subset'],
@@ -73,6 +82,9 @@ def settings_for(name, quick=False, epochs=None, seed=None, train_subset=None, m
         'monitor': monitor or PROTOCOL['monitor'],
         'validation_size': PROTOCOL['validation_size'],
     }
+    if arithmetic != 'device':
+        settings['arithmetic'] = arithmetic
+    return settings
 
 
 def run_folder(settings):
@@ -161,7 +173,7 @@ def train(settings, out, device='@numpy', resume=False, force=False, progress=Tr
     name = settings['network']
     config = NETWORKS[name]
     train_data, val_data = load_data(settings, mnist_dir)
-    net = build_network(name)
+    net = build_network(name, weights.arithmetic_of(settings))
     objective = Objective(net, config.gmr_weight, eval_bn_mode=PROTOCOL['bn_test_mode'])
     objective.to_device(device)
     optimizer = chainer.optimizers.MomentumSGD(lr=config.lr, momentum=settings['momentum'])

@@ -22,14 +22,20 @@ STORE = os.path.join(CHECKOUT, 'results', 'weights', 'friendly')
 MANIFEST = 'manifest.json'
 
 
+def arithmetic_of(settings):
+    """The sigmoid arithmetic a network was trained with ('device' unless its settings say)."""
+    return settings.get('arithmetic', 'device')
+
+
 def save_model(path, net, compress=False):
     """Atomically write `net`'s parameters and persistent values (rmax/dmax included)."""
     atomic_write(path, lambda tmp: chainer.serializers.save_npz(tmp, net, compression=compress))
 
 
-def read_model(path, network):
-    """A fresh `network` (a Table 3.1 name) with the parameters stored in `path`."""
-    net = build_network(network)
+def read_model(path, network, arithmetic='device'):
+    """A fresh `network` (a Table 3.1 name, its sigmoids in `arithmetic`) with the parameters
+    stored in `path`."""
+    net = build_network(network, arithmetic)
     try:
         with np.load(path, allow_pickle=False) as npz:
             chainer.serializers.NpzDeserializer(npz).load(net)
@@ -53,7 +59,7 @@ def load_run(run_dir, device='@numpy'):
     except (ValueError, KeyError, TypeError):
         raise UserError('%s is not a settings file written by friendly/train.py'
                         % settings_path) from None
-    net = read_model(model_path, network)
+    net = read_model(model_path, network, arithmetic_of(settings))
     net.to_device(device)
     return net, settings
 
@@ -118,7 +124,7 @@ def load_committed(entry, device='@numpy', store=None):
     if sha256(path) != entry['sha256']:
         raise UserError('%s does not match its SHA-256 in %s: the file is damaged or was '
                         'changed' % (path, MANIFEST))
-    net = read_model(path, entry['network'])
+    net = read_model(path, entry['network'], arithmetic_of(entry['settings']))
     net.to_device(device)
     return net
 
@@ -138,7 +144,8 @@ def export(run_dir, record, store=None):
     write_json(path[:-len('.npz')] + '.log.json', log)
     manifest[name] = {
         'file': name, 'network': settings['network'], 'seed': settings['seed'],
-        'protocol': settings['protocol'], 'epochs_trained': record['epochs_trained'],
+        'protocol': settings['protocol'], 'arithmetic': arithmetic_of(settings),
+        'epochs_trained': record['epochs_trained'],
         'early_stopped': record['early_stopped'],
         'final_training_loss': record['final_training_loss'],
         'best_validation_epoch': record['best_validation_epoch'],

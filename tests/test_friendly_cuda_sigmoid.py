@@ -2,6 +2,7 @@
 gives the same numbers, they differ from Chainer's CPU sigmoid only where that one is exactly 0,
 gradients, and the FGSM that the CPU's zeros stop."""
 import inspect
+import os
 import re
 import shutil
 
@@ -16,6 +17,7 @@ import gpu
 from cpp_kernels import run_body
 from friendly import attacks
 from friendly.cuda_sigmoid import CudaSigmoid, cuda_sigmoid, with_cuda_sigmoid
+from friendly.elastic_sigmoid import ElasticSigmoidLink
 from friendly.networks import build_network
 
 X = np.concatenate([np.linspace(-45, 45, 901), [-17.5, -20.0, -30.0, 17.5, 0.0]])
@@ -110,3 +112,90 @@ def test_on_a_gpu_chainer_sigmoid_is_the_cuda_sigmoid():
     assert np.array_equal(gpu, cupy.asnumpy(cuda_sigmoid(x).array))
     assert np.all(np.abs(gpu - cuda_sigmoid(X.astype(np.float32)).array)
                   <= np.spacing(np.maximum(gpu, 1e-45)))
+
+
+# The arithmetic switch (train.py / evaluate.py --arithmetic cuda): plain and Elastic Sigmoid,
+# forward, backward and double backward, as Chainer's CUDA kernels compute them.
+
+def chainer_gpu_backward_body():
+    source = inspect.getsource(chainer.functions.activation.sigmoid.SigmoidGrad.forward_gpu)
+    return re.search(r"'(gx = [^']*)'", source).group(1)
+
+
+@pytest.mark.skipif(shutil.which('g++') is None, reason='g++ is not installed')
+def test_chainer_gpu_backward_body_built_for_the_cpu_gives_the_cuda_sigmoid_gradient(tmp_path):
+    assert chainer_gpu_backward_body() == 'gx = gy * y * (1 - y)'
+    rng = np.random.RandomState(0)
+    x = chainer.Variable(X.astype(np.float32))
+    gy = rng.randn(len(X)).astype(np.float32)
+    y = cuda_sigmoid(x)
+    gx, = chainer.grad([y], [x], grad_outputs=[chainer.Variable(gy)])
+    on_gpu = run_body(('T y, T gy', 'T gx', chainer_gpu_backward_body() + ';'), [y.array, gy],
+                      np.float32, tmp_path)
+    assert np.array_equal(on_gpu, gx.array)          # bitwise
+    assert np.all(gx.array[(X > -36) & (X < 15) & (gy != 0)] != 0)
+
+
+@pytest.mark.skipif(shutil.which('g++') is None, reason='g++ is not installed')
+def test_elastic_sigmoid_in_cuda_arithmetic_is_the_gpu_kernel_of_the_float32_product(tmp_path):
+    x = X.astype(np.float32)
+    link = ElasticSigmoidLink(initial_scale=0.7, arithmetic='cuda')
+    ours = link(x).array
+    z = x * np.float32(0.7)                           # the original's scale * x, in float32
+    assert np.array_equal(ours, cuda_sigmoid(z).array)   # bitwise: the same two operations
+    on_gpu = run_body(('T x', 'T y', chainer_gpu_body() + ';'), [z], np.float32, tmp_path)
+    np.testing.assert_allclose(on_gpu, ours, rtol=1e-5, atol=1e-12)   # libm's tanh vs numpy's
+    body = z > -12   # bitwise where 1 + tanh(z/2) does not cancel
+    assert np.array_equal(on_gpu[body], ours[body])
+    device = ElasticSigmoidLink(initial_scale=0.7)(x).array
+    assert np.all(device[x < -30] == 0) and np.all(ours[(x < -30) & (x > -50)] > 0)
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_elastic_sigmoid_in_cuda_arithmetic_gradients(dtype):
+    rng = np.random.RandomState(1)
+    x, s = rng.randn(4, 5) * 3, np.array([0.8])
+    gy, ggx, ggs = rng.randn(4, 5), rng.randn(4, 5), rng.randn(1)
+
+    def f(v, scale):   # the original's F.sigmoid(scale * x), in the CUDA arithmetic
+        return cuda_sigmoid(v * F.broadcast_to(scale, v.shape))
+
+    tolerance = {'atol': 1e-3, 'rtol': 1e-3} if dtype == np.float32 else {}
+    args = (x.astype(dtype), s.astype(dtype))
+    gradient_check.check_backward(f, args, gy.astype(dtype), dtype=np.float64, **tolerance)
+    gradient_check.check_double_backward(f, args, gy.astype(dtype),
+                                         (ggx.astype(dtype), ggs.astype(dtype)),
+                                         dtype=np.float64, **tolerance)
+    # the link computes exactly this composition
+    link = ElasticSigmoidLink(initial_scale=0.8, arithmetic='cuda')
+    link.s.array[...] = s.astype(np.float32)
+    v = x.astype(np.float32)
+    assert np.array_equal(link(v).array, f(v, s.astype(np.float32)).array)
+
+
+def test_arithmetic_switch_reaches_every_sigmoid_and_is_recorded(tmp_path, mnist_folder):
+    from friendly import training, weights
+    cuda = build_network('GMRES', 'cuda')
+    assert [a.arithmetic for a in cuda.activations] == ['cuda'] * 3
+    assert build_network('S', 'cuda').activations == [cuda_sigmoid] * 3
+    assert build_network('S').activations == [F.sigmoid] * 3          # the default is unchanged
+    with pytest.raises(Exception, match="unknown arithmetic 'gpu'"):
+        build_network('S', 'gpu')
+    default, switched = training.settings_for('GMRES'), training.settings_for(
+        'GMRES', arithmetic='cuda')
+    assert 'arithmetic' not in default and default['protocol'] == 'thesis'
+    assert switched['arithmetic'] == 'cuda' and switched['protocol'] == 'thesis-cuda'
+    assert training.run_folder(switched).endswith(os.path.join('thesis-cuda', 'GMRES'))
+    settings = training.settings_for('GMRES', epochs=1, train_subset=200, arithmetic='cuda')
+    run = str(tmp_path / 'run')
+    record = training.train(settings, run, progress=False, mnist_dir=mnist_folder)
+    entry = weights.export(run, record, str(tmp_path / 'store'))
+    assert entry['arithmetic'] == 'cuda' and entry['protocol'] == 'thesis-e1-n200-cuda'
+    net = weights.load_committed(entry, store=str(tmp_path / 'store'))
+    assert [a.arithmetic for a in net.activations] == ['cuda'] * 3
+    # in the negative tail the device's sigmoid is 0 and the CUDA one is not
+    device_twin = build_network('GMRES')
+    device_twin.copyparams(net)
+    tail = np.full((2, 100), -30 / float(net.activations[0].s.array[0]), np.float32)
+    assert np.all(net.activations[0](tail).array > 0)
+    assert np.all(device_twin.activations[0](tail).array == 0)
