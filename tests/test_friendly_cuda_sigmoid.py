@@ -199,3 +199,25 @@ def test_arithmetic_switch_reaches_every_sigmoid_and_is_recorded(tmp_path, mnist
     tail = np.full((2, 100), -30 / float(net.activations[0].s.array[0]), np.float32)
     assert np.all(net.activations[0](tail).array > 0)
     assert np.all(device_twin.activations[0](tail).array == 0)
+
+
+def _log(scales, accuracy):
+    return [{'epoch': k + 1, 'main/elastic_scale_1': s, 'main/accuracy': a}
+            for k, (s, a) in enumerate(zip(scales, accuracy))]
+
+
+def test_arithmetic_split_finds_where_the_layer_1_scale_paths_part(tmp_path, monkeypatch):
+    from friendly import arithmetic_split
+    monkeypatch.setenv('LENSES_RUNS', str(tmp_path))
+    device = _log([1.0, 0.9, 0.5, 2.2, 2.2], [0.7, 0.9, 0.93, 0.6, 0.3])
+    cuda = _log([1.0, 0.905, 0.7, 0.6, 0.5], [0.7, 0.9, 0.93, 0.94, 0.95])
+    assert arithmetic_split.split_epoch(device, cuda) == 3      # 0.005 apart is no split
+    assert arithmetic_split.split_epoch(device, device) is None
+    result = arithmetic_split.compare({5: {'device': device, 'cuda': cuda}})
+    assert result[5]['collapse']['device']['collapsed'] and \
+        not result[5]['collapse']['cuda']['collapsed']
+    text = arithmetic_split.markdown(result, {5: {'device': device, 'cuda': cuda}},
+                                     {'command': 'c', 'commit': 'x', 'device': 'd', 'date': 't'})
+    assert '| 5 | 3 | 5, 93.0 % -> 30.0 %, **yes** | 5, 95.0 % -> 95.0 %, no |' in text
+    with pytest.raises(Exception, match='no finished GMRES seed 9 run in the cuda arithmetic'):
+        arithmetic_split.log_of(9, 'cuda', str(tmp_path))

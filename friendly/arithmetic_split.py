@@ -1,0 +1,135 @@
+"""Does GMRES collapse because of float32 saturation? The same seeds trained in the two sigmoid
+arithmetics (train.py --arithmetic), epoch by epoch (beyond the thesis).
+
+    python friendly/arithmetic_split.py --seeds 5 6 \
+        --device-store results/gmres-seeds/weights/friendly \
+        --cuda-store results/gmres-seeds-cuda/weights/friendly --out results/gmres-seeds-cuda
+
+Both runs of a seed start from the same weights and see the same batches; they differ only in
+how the sigmoids round. Per seed: the Elastic Sigmoid scale of each layer and the training
+accuracy per epoch in both arithmetics, the first epoch at which the layer-1 scales differ by
+more than SPLIT (where the paths split), and each run's collapse verdict (tables.collapse).
+Writes <out>/arithmetic_split.md and arithmetic_split.png.
+"""
+import argparse
+import os
+
+import friendly  # noqa: F401  (its Chainer compatibility patches before chainer loads)
+
+from friendly import tables, training
+from runkit.cli import Parser, UserError, positive_int, run_main
+from runkit.provenance import atomic_write, make_folder, provenance, record_title, write_text
+
+SPLIT = 0.01          # layer-1 scales further apart than this: the paths have split
+ARITHMETICS = ('device', 'cuda')
+
+
+def log_of(seed, arithmetic, store):
+    settings = training.settings_for('GMRES', seed=seed, arithmetic=arithmetic)
+    found = tables.locate(settings, store)
+    if found is None:
+        raise UserError('no finished GMRES seed %d run in the %s arithmetic (store %s or %s); '
+                        'train it with friendly/train.py GMRES --seed %d%s'
+                        % (seed, arithmetic, store, training.run_folder(settings), seed,
+                           ' --arithmetic cuda' if arithmetic == 'cuda' else ''))
+    return tables.training_log(found)
+
+
+def split_epoch(a, b, key='main/elastic_scale_1', tolerance=SPLIT):
+    """First epoch at which the two logs' `key` differ by more than `tolerance`, else None."""
+    for ea, eb in zip(a, b):
+        if abs(ea[key] - eb[key]) > tolerance:
+            return ea['epoch']
+    return None
+
+
+def compare(logs):
+    """{seed: summary} from {seed: {arithmetic: log}}."""
+    out = {}
+    for seed, pair in logs.items():
+        out[seed] = {'split_epoch': split_epoch(pair['device'], pair['cuda']),
+                     'epochs': {a: len(pair[a]) for a in ARITHMETICS},
+                     'collapse': {a: tables.collapse(pair[a]) for a in ARITHMETICS}}
+    return out
+
+
+def plot(logs, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(logs), figsize=(5 * len(logs), 3.6), squeeze=False)
+    for ax, (seed, pair) in zip(axes[0], logs.items()):
+        for arithmetic, style in (('device', '-'), ('cuda', '--')):
+            log = pair[arithmetic]
+            epochs = [e['epoch'] for e in log]
+            ax.plot(epochs, [e['main/elastic_scale_1'] for e in log], 'C0' + style,
+                    label='s layer 1, %s' % arithmetic)
+            ax.plot(epochs, [100 * e['main/accuracy'] / 50 for e in log], 'k' + style,
+                    label='train acc. / 50 %%, %s' % arithmetic)
+        ax.set_title('GMRES seed %d' % seed)
+        ax.set_xlabel('epoch')
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format='png'))
+    plt.close(fig)
+
+
+def markdown(result, logs, prov):
+    lines = [record_title('# GMRES in the two sigmoid arithmetics (beyond the thesis)',
+                          prov['commit']), '',
+             'Made by `%s` at commit `%s` on %s, %s. Per seed, the same initial weights and '
+             'batches trained with the device\'s own sigmoid (numpy float32 tanh: exactly 0 '
+             'below x = -20) and with Chainer\'s CUDA sigmoid (tanh in float64, rounded once: '
+             'nonzero down to x = -38). A run collapsed when its last epoch\'s training accuracy '
+             'is more than %d points below its best.' % (prov['command'], prov['commit'],
+                                                          prov['device'], prov['date'],
+                                                          100 * tables.COLLAPSE_DROP), '',
+             '| seed | layer-1 scales split at epoch | device: epochs, peak -> final train acc., '
+             'collapsed | cuda: epochs, peak -> final train acc., collapsed |',
+             '|---|---|---|---|']
+    for seed, r in result.items():
+        cells = []
+        for a in ARITHMETICS:
+            c = r['collapse'][a]
+            cells.append('%d, %.1f %% -> %.1f %%, %s' % (
+                r['epochs'][a], 100 * c['peak_training_accuracy'],
+                100 * c['final_training_accuracy'], '**yes**' if c['collapsed'] else 'no'))
+        lines.append('| %d | %s | %s | %s |' % (seed, r['split_epoch'] or 'never', *cells))
+    lines += ['', 'Layer-1 Elastic Sigmoid scale s (epoch mean) and training accuracy, both '
+              'arithmetics, up to the split and five epochs beyond it:', '']
+    for seed, pair in logs.items():
+        stop = (result[seed]['split_epoch'] or 10) + 5
+        lines += ['GMRES seed %d:' % seed, '', '| epoch | s device | s cuda | acc. device | '
+                  'acc. cuda |', '|---|---|---|---|---|']
+        for ed, ec in zip(pair['device'][:stop], pair['cuda'][:stop]):
+            lines.append('| %d | %.4f | %.4f | %.1f %% | %.1f %% |' % (
+                ed['epoch'], ed['main/elastic_scale_1'], ec['main/elastic_scale_1'],
+                100 * ed['main/accuracy'], 100 * ec['main/accuracy']))
+        lines.append('')
+    lines.append('Plot: arithmetic_split.png.')
+    return '\n'.join(lines) + '\n'
+
+
+def main():
+    parser = Parser(prog='friendly/arithmetic_split.py', description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--seeds', nargs='+', type=positive_int, default=[5, 6])
+    parser.add_argument('--device-store', help='weights store of the device-arithmetic runs '
+                        '(default: the repository\'s; run folders are searched too)')
+    parser.add_argument('--cuda-store', help='weights store of the CUDA-arithmetic runs')
+    parser.add_argument('--out', default=os.path.join('runs', 'friendly', 'arithmetic_split'),
+                        help='folder for arithmetic_split.md and .png (default %(default)s)')
+    args = parser.parse_args()
+    logs = {s: {'device': log_of(s, 'device', args.device_store),
+                'cuda': log_of(s, 'cuda', args.cuda_store)} for s in args.seeds}
+    result = compare(logs)
+    out = make_folder(args.out)
+    plot(logs, os.path.join(out, 'arithmetic_split.png'))
+    text = markdown(result, logs, provenance())
+    write_text(os.path.join(out, 'arithmetic_split.md'), text)
+    print(text)
+    print('wrote %s/arithmetic_split.md and arithmetic_split.png' % out)
+
+
+if __name__ == '__main__':
+    run_main(main)
