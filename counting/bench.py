@@ -93,8 +93,8 @@ def bench_localisation(preset, device, steps):
     """Seconds for the saliency and for each localisation step (one second derivative)."""
     model, p = preset_network(preset, device)
     images, counts = example_batch(2, preset)
-    networks.set_running_averages(
-        model, device.send(images.astype(np.float32) * np.float32(p['input_scale'])))
+    networks.set_population_statistics(
+        model, lambda: [device.send(images.astype(np.float32) * np.float32(p['input_scale']))])
     model.out.b.array[...] = device.send(counts.mean(axis=0))   # a live ReLU-clamped output
     image = images[0]
     start = time.time()

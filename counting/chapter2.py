@@ -19,9 +19,9 @@ import numpy as np
 from counting import data as data_mod
 from counting import defaults, figure_measures as fm, saliency as sal, shapes, trained
 from counting.activations import ACTIVATIONS
-from counting.networks import NETWORKS, set_running_averages
+from counting.networks import NETWORKS, set_population_statistics
 from counting.test import evaluate_run, predict
-from counting.training import sampler_request
+from counting.training import finish_test_statistics, sampler_request
 from runkit.devices import get_device
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -146,14 +146,21 @@ def snapshot_epochs(run_dir):
 
 
 def measure_progress(run_dir, images=20, device='@numpy'):
-    """Counting and where the saliency lies at each kept snapshot of a finished run: does the
-    saliency move onto the edges as the network learns to count? {epoch: measures}."""
+    """Counting and where the saliency lies at each kept snapshot of a finished run, each
+    finished as train.py finishes the last (its test statistics): does the saliency move onto
+    the edges as the network learns to count? {epoch: measures}."""
     settings_path = os.path.join(run_dir, 'settings.json')
-    model = trained.build(trained.read_settings(run_dir), settings_path)
+    settings = trained.read_settings(run_dir)
+    model = trained.build(settings, settings_path)
+    dataset = data_mod.ShapeDataset(os.path.join(ROOT, settings['dataset_folder']))
+    held_out = set(trained.held_out_indices(dataset, settings))
+    train_set = data_mod.Examples(dataset, [i for i in range(len(dataset)) if i not in held_out],
+                                  settings['input_scale'])
     progress = {}
     for epoch in snapshot_epochs(run_dir):
         chainer.serializers.load_npz(os.path.join(run_dir, 'snapshot_epoch_%d' % epoch), model,
                                      path='updater/model:main/predictor/')
+        finish_test_statistics(model, settings, train_set, get_device(device))
         with tempfile.TemporaryDirectory() as folder:   # the snapshot as a run folder
             shutil.copy(settings_path, folder)
             chainer.serializers.save_npz(os.path.join(folder, 'model.npz'), model)
@@ -193,8 +200,8 @@ def stride_grid_control(preset='small', images=4, seed=0, device='@numpy'):
         model = variant(counts.shape[1], x.shape[2], x.shape[3], spec['activation'],
                         spec['batch_renorm'])
         model.to_device(device)
-        set_running_averages(model, device.send(x.astype(np.float32) *
-                                                np.float32(spec['input_scale'])))
+        set_population_statistics(model, lambda: [device.send(
+            x.astype(np.float32) * np.float32(spec['input_scale']))])
         model.out.b.array[...] = device.send(counts.mean(axis=0))
         grids = []
         for image in x:

@@ -194,20 +194,29 @@ class ConvolutionalLarge(CountingNetwork):
     bias_with_batch_renorm = True
 
 
-def set_running_averages(model, x):
-    """Set each Batch Renormalization's running averages to the statistics of batch x, layer by
-    layer, so that an untrained network in test mode is not saturated (its initial averages,
-    0 and 1, are far from what raw 0..255 pixels give). For benchmarks and controls."""
-    h = x
+def set_population_statistics(model, batches):
+    """Set each Batch Renormalization's averages to the population statistics of its input,
+    layer by layer (each layer sees the earlier ones already set): the mean and the unbiased
+    variance over every image of `batches` (a function returning an iterable of input arrays,
+    called once per layer), as Ioffe & Szegedy (2015, Algorithm 2) define inference. Also sets
+    an untrained network's averages (0 and 1 at first, far from raw 0..255 pixels)."""
+    xp = model.xp
     with chainer.using_config('train', False), chainer.using_config('enable_backprop', False):
-        for k, conv in enumerate(model.convs):
-            h = conv(h)
-            if model.batch_renorm:
-                link = model.batch_renorms[k]
-                link.avg_mean[...] = h.array.mean(axis=(0, 2, 3))
-                link.avg_var[...] = h.array.var(axis=(0, 2, 3))
-                h = link(h)
-            h = model.activation(h)
+        for k, link in enumerate(model.batch_renorms):
+            total, squares, n = 0.0, 0.0, 0
+            for x in batches():
+                h = x
+                for j in range(k + 1):
+                    h = model.convs[j](h)
+                    if j < k:
+                        h = model.activation(model.batch_renorms[j](h))
+                a = h.array.astype(xp.float64)
+                total = total + a.sum(axis=(0, 2, 3))
+                squares = squares + (a ** 2).sum(axis=(0, 2, 3))
+                n += a.size // a.shape[1]
+            mean = total / n
+            link.avg_mean[...] = mean
+            link.avg_var[...] = (squares / n - mean ** 2) * n / max(n - 1, 1)
 
 
 # Registry: CLI names -> network class.

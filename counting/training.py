@@ -129,6 +129,23 @@ def _check_fresh_start(out, settings):
                         % (out, os.path.basename(latest_snapshot(out))))
 
 
+def finish_test_statistics(model, settings, train_set, device, batch=200):
+    """With 'population' test statistics, replace Batch Renormalization's running averages by
+    the population statistics of `train_set` (networks.set_population_statistics); returns what
+    the record says about it."""
+    if not (settings['batch_renorm'] and
+            settings.get('batch_renorm_test_statistics') == 'population'):
+        return None
+
+    def batches():
+        for start in range(0, len(train_set), batch):
+            x = np.stack([train_set[i][0] for i in range(start, min(start + batch,
+                                                                      len(train_set)))])
+            yield device.send(x)
+    networks.set_population_statistics(model, batches)
+    return {'population_statistics_images': len(train_set)}
+
+
 def preset_dataset_folder(preset):
     return os.path.join(DATA_ROOT, preset)
 
@@ -277,7 +294,8 @@ def train(settings, dataset_folder, out, device='@numpy', resume=None, snapshot_
     updater = training.updaters.StandardUpdater(train_iter, optimizer, device=device)
     trainer = training.Trainer(updater, (s['epochs'], 'epoch'), out=out)
 
-    # held-out loss and MAE each epoch (test mode: Batch Renormalization's running averages)
+    # held-out loss and MAE each epoch (test mode: Batch Renormalization's running averages;
+    # with 'population' test statistics, model.npz gets those after the last epoch)
     trainer.extend(extensions.Evaluator(test_iter, loss, device=device))
     # learning rate x0.1 at the end of each of the lr_stages stages but the last
     trainer.extend(LearningRateStages(s['lr'], lr_stage_ends(s['epochs'], s['lr_stages'])),
@@ -330,6 +348,7 @@ def train(settings, dataset_folder, out, device='@numpy', resume=None, snapshot_
     seconds = time.time() - start
     images = (trainer.updater.iteration - start_iter) * s['batch_size']
 
+    test_statistics = finish_test_statistics(model, s, train_set, device)
     atomic_write(model_path, lambda tmp: chainer.serializers.save_npz(tmp, model))
     log = trainer.get_extension('LogReport').log
     record.update({
@@ -337,6 +356,7 @@ def train(settings, dataset_folder, out, device='@numpy', resume=None, snapshot_
         'train_images_per_second': round(images / seconds, 1) if seconds > 0 else None,
         'final': log[-1] if log else None,
         'batch_renorm_rmax': [float(link.rmax) for link in model.batch_renorm_links()],
+        'test_statistics': test_statistics,
         'provenance': provenance(device=device, seed=s['seed'], epochs=s['epochs']),
     })
     write_json(os.path.join(out, 'settings.json'), record)

@@ -154,3 +154,18 @@ def test_only_convolutional_drops_conv_biases_under_batch_renormalization():
     assert all(conv.b is not None for conv in large.convs)
     assert all(conv.b is not None for conv in
                networks.build('convolutional', 2, 87, 87, 'softplus', False).convs)
+
+
+def test_population_statistics_are_each_layers_input_statistics_over_every_batch():
+    np.random.seed(0)
+    model = networks.build('convolutional_small', 2, 96, 96, 'sigmoid', True)
+    rng = np.random.RandomState(1)
+    batches = [rng.randint(0, 256, (n, 3, 96, 96)).astype(np.float32) for n in (3, 2)]
+    networks.set_population_statistics(model, lambda: iter(batches))
+    x = np.concatenate(batches)
+    with chainer.using_config('train', False), chainer.no_backprop_mode():
+        h0 = model.convs[0](x).array.astype(np.float64)
+        h1 = model.convs[1](model.activation(model.batch_renorms[0](model.convs[0](x)))).array
+    for link, h in ((model.batch_renorms[0], h0), (model.batch_renorms[1], h1)):
+        np.testing.assert_allclose(link.avg_mean, h.mean(axis=(0, 2, 3)), rtol=1e-5)
+        np.testing.assert_allclose(link.avg_var, h.var(axis=(0, 2, 3), ddof=1), rtol=1e-4)

@@ -15,7 +15,8 @@ from runkit.cli import UserError
 # Figures 2.3/2.4 as the thesis's figure files and code fixed them.
 FIGURE_2_3 = {'network': 'convolutional_large', 'activation': 'sigmoid', 'batch_renorm': True,
               'optimizer': 'sgd', 'lr': 0.07, 'batch_size': 20, 'epochs': 100, 'lr_stages': 3,
-              'input_scale': 1.0, 'batch_renorm_loss_threshold': 3.0}
+              'input_scale': 1.0, 'batch_renorm_loss_threshold': 3.0,
+              'batch_renorm_test_statistics': 'running'}
 SIBLINGS = {'-relu': ('relu', False, '2.5'), '-softplus': ('softplus', False, '2.6'),
             '-sigmoid-per-shape': ('sigmoid', True, '2.7')}
 
@@ -63,6 +64,7 @@ def test_small_family_is_the_thesis_recipe_scaled_down():
                 'lr_stages'):
         assert small[key] == thesis[key], key
     assert (thesis['output_bias'], small['output_bias']) == ('zero', 'training_mean')
+    assert small['batch_renorm_test_statistics'] == 'population'
     assert defaults.DEFAULT_PRESET == 'small'
 
 

@@ -166,3 +166,4 @@ def test_training_progress_reads_each_kept_snapshot_as_the_network_of_that_epoch
     assert progress['1']['counting']['mae'] != final['counting']['mae']
     assert set(progress['1']['regions']) == set(final['regions'])
     assert trained.load(out)[1]['epochs'] == 3
+    assert trained.read_settings(out)['test_statistics'] == {'population_statistics_images': 18}
