@@ -1,5 +1,5 @@
 """Adversarial attacks on integer MNIST pixels: the thesis's FGSM (Table 3.2) and, beyond it,
-the attacks a reliable evaluation needs (Carlini et al. 2019).
+the attacks a reliable evaluation needs (Carlini et al. 2019; Croce & Hein 2020).
 
 Every attack returns float32 images whose pixels are integers in [0, 255] within L-inf
 distance `epsilon` (an integer, in pixel units; the thesis's 77 = 0.3 * 255) of the input:
@@ -10,21 +10,38 @@ rounding to integers and clipping to the ball and the pixel range is the project
     pgd       PGD as the original code parameterised it (Madry et al. 2018): 100 steps of
               round(2.5 eps / 100) pixels on the same loss, 20 integer random starts.
     apgd      APGD (Croce & Hein 2020) on the margin max_{i != y} z_i - z_y of the
-              pre-activation outputs z: step 2 eps, halved at checkpoints, momentum 0.75.
+              pre-activation outputs z: step 2 eps, halved at checkpoints, momentum 0.75;
+              `restarts` random starts.
     apgd_ce   the same on the softmax cross-entropy of z.
+    apgd_t    targeted APGD (APGD-T, Croce & Hein 2020, section 4): one APGD run per target
+              class t, the `targets` classes with the highest clean logits other than the
+              label, on the targeted DLR loss -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)
+              (pi: the classes sorted by z, descending) or the targeted margin z_t - z_y.
     square    Square Attack (Andriushchenko et al. 2020): gradient-free random search over
               +-eps vertices, on the margin of z.
     transfer  examples made by an attack (APGD by default) on the black-box source network.
 
+Budgets (steps, restarts, targets, queries) default to friendly/defaults.py; every attack
+takes its options by name and rejects any other (a misspelt budget is a TypeError).
+
 Pre-activation outputs z: every network here ends in a monotone activation (sigmoid, Elastic
 Sigmoid, none), so arg-max z is the prediction, while z itself does not saturate.
+
+Surrogate gradients (beyond the thesis): pgd, apgd, apgd_ce and apgd_t take a `surrogate`, the
+same network computed in other arithmetic (cuda_sigmoid.with_cuda_sigmoid: the thesis GPU's
+sigmoid; cuda_sigmoid.float64_copy: float64 throughout). Its input gradient steers the attack
+where the real network's float32 sigmoids are saturated and their gradient is exactly zero
+(section 3.3's gradient masking); every success test (is the image misclassified?) reads the
+real network, and so does every score made of the returned images. FGSM stays the thesis's.
 
 Batch Renormalization test modes (friendly/networks.py): in 'batch' mode an image's output
 depends on its whole batch of 200, so a batch is attacked together (as the thesis's FGSM is)
 and every success test reads the batch's own outputs; in 'running' mode (and for networks
-without Batch Renormalization) images are independent and an attack stops working on an image
-once it is misclassified.
+without Batch Renormalization) images are independent: an attack may then be told to attack
+`only` some images (robustness.py's robust-only schedule), and its random numbers are drawn for
+the whole batch either way, so an image's result does not depend on which others are attacked.
 """
+import inspect
 import zlib
 
 import chainer
@@ -32,15 +49,10 @@ import chainer.functions as F
 import numpy as np
 
 from friendly import mnist
-from friendly.defaults import PGD, PROTOCOL
+from friendly.defaults import APGD, APGD_T, PGD, PROTOCOL, SQUARE  # noqa: F401 (re-exported)
 from friendly.elastic_sigmoid import ElasticSigmoidLink
 from friendly.objective import one_hot, squared_distance
 from runkit.cli import UserError
-
-# Beyond the thesis: budgets of the reliable attacks (Croce & Hein 2020 use 100 APGD steps; the
-# final robustness table runs Square with 5,000 queries).
-APGD = {'steps': 100, 'restarts': 1, 'momentum': 0.75, 'rho': 0.75}
-SQUARE = {'queries': 1000, 'p_init': 0.8}
 
 
 def predict(net, x, bn_mode):
@@ -138,34 +150,96 @@ def _other_best(z, t):
     return F.max(F.where(mask, xp.full(z.shape, -np.inf, z.dtype), z), axis=1)
 
 
-def margin_loss(z, t):
+def margin_loss(z, t, target=None):
     """max_{i != y} z_i - z_y: positive exactly when the logits misclassify."""
     return _other_best(z, t) - F.select_item(z, t)
 
 
-def cross_entropy_loss(z, t):
+def cross_entropy_loss(z, t, target=None):
     return F.softmax_cross_entropy(z, t, reduce='no')
 
 
-def dlr_loss(z, t):
-    """Croce & Hein's difference of logits ratio: the margin over (z_pi1 - z_pi3)."""
+def _sorted_logits(z):
+    """z per row in descending order (an array: the order is not differentiated)."""
     xp = chainer.backend.get_array_module(z)
     order = xp.argsort(-z.array, axis=1)
-    spread = F.select_item(z, order[:, 0]) - F.select_item(z, order[:, 2])
-    return margin_loss(z, t) / (spread + 1e-12)
+    return [F.select_item(z, order[:, k]) for k in range(min(z.shape[1], 4))]
 
 
-# Per-example losses of the logits; higher is more adversarial.
-LOSSES = {'margin': margin_loss, 'ce': cross_entropy_loss, 'dlr': dlr_loss}
+def dlr_loss(z, t, target=None):
+    """Croce & Hein's difference of logits ratio: the margin over (z_pi1 - z_pi3)."""
+    top = _sorted_logits(z)
+    return margin_loss(z, t) / (top[0] - top[2] + 1e-12)
 
 
-def logit_loss_gradient(net, x, t, bn_mode, loss="margin", group=None):
-    """Per-example loss, its input gradient, and whether the outputs misclassify, at x."""
-    xv = chainer.Variable(x)
-    z, y = pre_activation(net, xv, bn_mode, group)
-    values = LOSSES[loss](z, t)
+def margin_targeted_loss(z, t, target):
+    """z_target - z_y: rises as the target's logit overtakes the label's (the targeted margin;
+    the image is adversarial as soon as any class beats the label)."""
+    return F.select_item(z, target) - F.select_item(z, t)
+
+
+def dlr_targeted_loss(z, t, target):
+    """Croce & Hein 2020's targeted DLR loss, -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2),
+    pi sorting the classes by z, descending: invariant to shifting and scaling z."""
+    top = _sorted_logits(z)
+    spread = top[0] - (top[2] + top[3]) * 0.5
+    return margin_targeted_loss(z, t, target) / (spread + 1e-12)
+
+
+# Per-example losses of the logits; higher is more adversarial. The targeted ones need a target
+# class per example (apgd_t), the others ignore it.
+LOSSES = {'margin': margin_loss, 'ce': cross_entropy_loss, 'dlr': dlr_loss,
+          'margin_targeted': margin_targeted_loss, 'dlr_targeted': dlr_targeted_loss}
+TARGETED = ('margin_targeted', 'dlr_targeted')
+
+
+def _dtype(net):
+    """The floating-point type of a network's parameters (float64 for float64_copy)."""
+    for param in net.params():
+        return param.dtype
+    return np.dtype(np.float32)
+
+
+def _in_arithmetic(net, x):
+    """x in the network's own floating-point type."""
+    dtype = _dtype(net)
+    return x if x.dtype == dtype else x.astype(dtype)
+
+
+def _signs_as(gradient, dtype):
+    """A surrogate's input gradient in the images' type: its signs, which is all the L-inf
+    attacks use of it (float64 entries below float32's range would round to 0)."""
+    if gradient.dtype == dtype:
+        return gradient
+    xp = chainer.backend.get_array_module(gradient)
+    return xp.sign(gradient).astype(dtype)
+
+
+def _misclassified(net, x, t, bn_mode, group):
+    """Whether the network's outputs misclassify each image (no gradient recorded)."""
+    with chainer.no_backprop_mode():
+        _, y = pre_activation(net, x, bn_mode, group)
+    return y.array.argmax(axis=1) != t
+
+
+def logit_loss_gradient(net, x, t, bn_mode, loss="margin", group=None, target=None,
+                        surrogate=None):
+    """Per-example loss, its input gradient, and whether the outputs misclassify, at x.
+
+    With a `surrogate`, the loss and its gradient are the surrogate's (the gradient as signs in
+    x's type) and the misclassification test is the real network's."""
+    if (loss in TARGETED) != (target is not None):
+        raise ValueError('loss %r %s a target' % (loss, 'needs' if loss in TARGETED
+                                                   else 'takes no'))
+    maker = net if surrogate is None else surrogate
+    xv = chainer.Variable(_in_arithmetic(maker, x))
+    z, y = pre_activation(maker, xv, bn_mode, group)
+    values = LOSSES[loss](z, t, target)
     gx, = chainer.grad([F.sum(values)], [xv])
-    return values.array, gx.array, y.array.argmax(axis=1) != t
+    if surrogate is None:
+        return values.array, gx.array, y.array.argmax(axis=1) != t
+    return (values.array, _signs_as(gx.array, x.dtype),
+            _misclassified(net, x, t, bn_mode, group))
 
 
 def _margin_and_fooled(net, x, t, bn_mode, group):
@@ -200,28 +274,62 @@ def _rows(mask, shape):
     return mask.reshape((-1,) + (1,) * (len(shape) - 1))
 
 
-def fgsm(net, x, t, epsilon, bn_mode='batch', **_):
-    """One signed-gradient step of size epsilon, clipped to the pixel range."""
+def _attacked(x, net, bn_mode, only):
+    """The rows an attack works on: every row (a slice) or those `only` marks, which is
+    allowed only where images are independent."""
+    if only is None:
+        return slice(None)
+    if not independent(net, bn_mode):
+        raise ValueError("`only` needs independent images: in 'batch' mode an image's output "
+                         'depends on its whole batch')
+    xp = chainer.backend.get_array_module(x)
+    only = xp.asarray(only, bool)
+    if only.shape != (len(x),):
+        raise ValueError('`only` must have one boolean per image')
+    return xp.nonzero(only)[0]
+
+
+def fgsm(net, x, t, epsilon, bn_mode='batch', rng=None):
+    """One signed-gradient step of size epsilon, clipped to the pixel range (thesis 3.3).
+    Deterministic: `rng` is accepted, like every attack's, and not used."""
     xp = chainer.backend.get_array_module(x)
     return xp.clip(x + epsilon * xp.sign(loss_gradient(net, x, t, bn_mode)), 0, 255)
 
 
 def pgd(net, x, t, epsilon, bn_mode='batch', steps=PGD['steps'], restarts=PGD['restarts'],
-        rng=None, **_):
-    """L-inf PGD on integer pixels; the highest-loss iterate over restarts per example."""
+        rng=None, surrogate=None):
+    """L-inf PGD on integer pixels; the highest-loss iterate over restarts per example.
+
+    With a `surrogate` the squared-distance gradient and loss are the surrogate's, and an
+    iterate the real network misclassifies is preferred to any that it does not."""
     xp = chainer.backend.get_array_module(x)
     rng = rng or np.random.RandomState(0)
     step = max(1, int(round(2.5 * epsilon / steps)))
     low, high = _ball(x, epsilon)
-    best, best_loss = x.copy(), per_example_loss(net, x, t, bn_mode)
+
+    def gradient(adv):
+        if surrogate is None:
+            return loss_gradient(net, adv, t, bn_mode)
+        return _signs_as(loss_gradient(surrogate, _in_arithmetic(surrogate, adv), t, bn_mode),
+                         x.dtype)
+
+    def key(adv):   # (misclassified by the real network, loss); without a surrogate the loss
+        if surrogate is None:
+            return xp.zeros(len(adv), bool), per_example_loss(net, adv, t, bn_mode)
+        return (predict(net, adv, bn_mode).argmax(axis=1) != t,
+                per_example_loss(surrogate, _in_arithmetic(surrogate, adv), t, bn_mode))
+
+    best = x.copy()
+    best_fooled, best_loss = key(x)
     for _ in range(restarts):
         adv = _random_start(x, epsilon, rng, low, high)
         for _ in range(steps):
-            adv = xp.clip(adv + step * xp.sign(loss_gradient(net, adv, t, bn_mode)), low, high)
+            adv = xp.clip(adv + step * xp.sign(gradient(adv)), low, high)
         # keep, per example, whichever of the old best and this restart hurts more
-        loss = per_example_loss(net, adv, t, bn_mode)
-        better = loss > best_loss
+        fooled, loss = key(adv)
+        better = _better(fooled, loss, best_fooled, best_loss)
         best[better], best_loss[better] = adv[better], loss[better]
+        best_fooled = best_fooled | fooled
     return best
 
 
@@ -241,8 +349,11 @@ def _better(fooled, loss, best_fooled, best_loss):
     return (fooled & ~best_fooled) | ((fooled == best_fooled) & (loss > best_loss))
 
 
-def _apgd_run(net, x, t, start, epsilon, bn_mode, steps, loss, group, momentum, rho):
-    """One APGD run from `start`; returns (best iterate, its fooled flag, its loss)."""
+def _apgd_run(net, x, t, start, epsilon, bn_mode, steps, loss, group, momentum, rho,
+              target=None, surrogate=None):
+    """One APGD run from `start`; returns (best iterate, its fooled flag, its loss).
+    `target`: the target class per example of a targeted loss; `surrogate`: see the module
+    doc (gradient and loss from it, the fooled flag from `net`)."""
     xp = chainer.backend.get_array_module(x)
     low, high = _ball(x, epsilon)
     n = len(x)
@@ -250,7 +361,10 @@ def _apgd_run(net, x, t, start, epsilon, bn_mode, steps, loss, group, momentum, 
     eta = xp.full(n, 2.0 * epsilon, x.dtype)
     shape = x.shape
 
-    cur_loss, grad, fooled = logit_loss_gradient(net, start, t, bn_mode, loss, group)
+    def evaluate_at(adv):
+        return logit_loss_gradient(net, adv, t, bn_mode, loss, group, target, surrogate)
+
+    cur_loss, grad, fooled = evaluate_at(start)
     best, best_loss, best_fooled, best_grad = start.copy(), cur_loss.copy(), fooled.copy(), grad
     # the loss's running maximum, for the step-size rule (independent of the fooled ranking)
     top_loss = cur_loss.copy()
@@ -259,7 +373,7 @@ def _apgd_run(net, x, t, start, epsilon, bn_mode, steps, loss, group, momentum, 
     successes = xp.zeros(n, np.int32)
     last_checkpoint, eta_then, top_then = 0, eta.copy(), top_loss.copy()
     for k in range(1, steps):
-        cur_loss, grad, fooled = logit_loss_gradient(net, current, t, bn_mode, loss, group)
+        cur_loss, grad, fooled = evaluate_at(current)
         successes += cur_loss > last_loss
         last_loss = cur_loss
         top_loss = xp.maximum(top_loss, cur_loss)
@@ -286,43 +400,102 @@ def _apgd_run(net, x, t, start, epsilon, bn_mode, steps, loss, group, momentum, 
         step = _project(current + _rows(eta, shape) * xp.sign(grad), low, high)
         moved = current + momentum * (step - current) + (1 - momentum) * (current - previous)
         previous, current = current, _project(moved, low, high)
-    cur_loss, _, fooled = logit_loss_gradient(net, current, t, bn_mode, loss, group)
+    cur_loss, _, fooled = evaluate_at(current)
     better = _better(fooled, cur_loss, best_fooled, best_loss)
     best = xp.where(_rows(better, shape), current, best)
     best_loss = xp.where(better, cur_loss, best_loss)
     return best, best_fooled | fooled, best_loss
 
 
-def apgd(net, x, t, epsilon, bn_mode='batch', steps=APGD['steps'], restarts=APGD['restarts'],
-         loss='margin', rng=None, group=None, momentum=APGD['momentum'], rho=APGD['rho'], **_):
-    """APGD from random integer starts; per example the best iterate of all restarts.
-
-    Best: a misclassifying iterate before any other, then the highest loss.
-    """
+def _apgd_runs(net, x, t, epsilon, bn_mode, runs, steps, loss, rng, group, momentum, rho,
+               surrogate, only):
+    """APGD from a fresh random integer start for each entry of `runs` (the target classes
+    per example of one run, or None), on the rows `only` marks; per example the best iterate
+    of all runs: a misclassifying one before any other, then the highest loss. Every start is
+    drawn for the whole batch, so an image's result does not depend on `only`."""
     xp = chainer.backend.get_array_module(x)
-    if epsilon == 0 or steps < 1:
+    rows = _attacked(x, net, bn_mode, only)
+    if epsilon == 0 or steps < 1 or not runs:
         return x.copy()
     rng = rng or np.random.RandomState(0)
     low, high = _ball(x, epsilon)
+    xs, ts = x[rows], t[rows]
     best = best_fooled = best_loss = None
-    for _ in range(restarts):
-        start = _random_start(x, epsilon, rng, low, high)
-        adv, fooled, value = _apgd_run(net, x, t, start, epsilon, bn_mode, steps, loss, group,
-                                       momentum, rho)
+    for target in runs:
+        start = _random_start(x, epsilon, rng, low, high)[rows]
+        adv, fooled, value = _apgd_run(net, xs, ts, start, epsilon, bn_mode, steps, loss, group,
+                                       momentum, rho,
+                                       None if target is None else target[rows], surrogate)
         if best is None:
             best, best_fooled, best_loss = adv, fooled, value
             continue
         better = _better(fooled, value, best_fooled, best_loss)
-        best = xp.where(_rows(better, x.shape), adv, best)
+        best = xp.where(_rows(better, xs.shape), adv, best)
         best_loss = xp.where(better, value, best_loss)
         best_fooled = best_fooled | fooled
-    return best
+    if isinstance(rows, slice):
+        return best
+    out = x.copy()
+    out[rows] = best
+    return out
 
 
-def apgd_ce(net, x, t, epsilon, bn_mode='batch', **options):
+def apgd(net, x, t, epsilon, bn_mode='batch', steps=APGD['steps'], restarts=APGD['restarts'],
+         loss='margin', rng=None, group=None, momentum=APGD['momentum'], rho=APGD['rho'],
+         surrogate=None, only=None):
+    """APGD from `restarts` random integer starts; per example the best iterate of all
+    restarts. Best: a misclassifying iterate before any other, then the highest loss.
+
+    `loss`: 'margin', 'ce' or 'dlr' (targeted losses: apgd_t); `surrogate`: a network whose
+    gradients steer the attack (module doc); `only`: attack these images only (independent
+    images only), return the others unchanged."""
+    if loss in TARGETED:
+        raise ValueError('loss %r is targeted: use apgd_t' % loss)
+    return _apgd_runs(net, x, t, epsilon, bn_mode, [None] * restarts, steps, loss, rng, group,
+                      momentum, rho, surrogate, only)
+
+
+def apgd_ce(net, x, t, epsilon, bn_mode='batch', steps=APGD['steps'],
+            restarts=APGD['restarts'], rng=None, group=None, momentum=APGD['momentum'],
+            rho=APGD['rho'], surrogate=None, only=None):
     """APGD on the cross-entropy of the pre-activation outputs."""
-    options['loss'] = 'ce'
-    return apgd(net, x, t, epsilon, bn_mode, **options)
+    return apgd(net, x, t, epsilon, bn_mode, steps=steps, restarts=restarts, loss='ce',
+                rng=rng, group=group, momentum=momentum, rho=rho, surrogate=surrogate,
+                only=only)
+
+
+def target_classes(net, x, t, bn_mode, targets, group=None):
+    """The target classes of apgd_t, (k, n): row j holds, per image, the class with the j-th
+    highest clean logit among those other than the label (Croce & Hein 2020, section 4), for
+    j < min(targets, classes - 1). Read from the real network at the clean images."""
+    xp = chainer.backend.get_array_module(x)
+    with chainer.no_backprop_mode():
+        z, _ = pre_activation(net, x, bn_mode, group)
+    z = z.array.copy()
+    z[xp.arange(len(x)), t] = -np.inf
+    order = xp.argsort(-z, axis=1, kind='stable').astype(t.dtype)
+    return order[:, :min(int(targets), z.shape[1] - 1)].T
+
+
+def apgd_t(net, x, t, epsilon, bn_mode='batch', steps=APGD_T['steps'],
+           restarts=APGD_T['restarts'], targets=APGD_T['targets'], loss='dlr_targeted',
+           rng=None, group=None, momentum=APGD['momentum'], rho=APGD['rho'], surrogate=None,
+           only=None):
+    """Targeted APGD (APGD-T, Croce & Hein 2020): for each of the `targets` classes with the
+    highest clean logits other than the label (target_classes), `restarts` APGD runs that
+    raise a targeted loss ('dlr_targeted', their targeted DLR, or 'margin_targeted',
+    z_t - z_y); per example the best iterate of all runs, a misclassifying one (into any
+    class) first, then the highest loss. The runs are those of apgd (_apgd_run)."""
+    if loss not in TARGETED:
+        raise ValueError('apgd_t needs a targeted loss (%s), not %r' % (', '.join(TARGETED),
+                                                                         loss))
+    if epsilon == 0 or steps < 1:
+        _attacked(x, net, bn_mode, only)
+        return x.copy()
+    classes = target_classes(net, x, t, bn_mode, targets, group)
+    runs = [target for target in classes for _ in range(restarts)]
+    return _apgd_runs(net, x, t, epsilon, bn_mode, runs, steps, loss, rng, group, momentum,
+                      rho, surrogate, only)
 
 
 def square_fraction(i, queries, p_init=SQUARE['p_init']):
@@ -342,35 +515,42 @@ def _window_masks(rows, cols, size, height, width, xp):
 
 
 def square(net, x, t, epsilon, bn_mode='batch', queries=SQUARE['queries'],
-           p_init=SQUARE['p_init'], rng=None, group=None, **_):
+           p_init=SQUARE['p_init'], rng=None, group=None, only=None):
     """Square Attack (L-inf): random search over perturbations with entries +-epsilon.
 
     Start from vertical stripes of +-epsilon; each query sets a random s x s window of the
     perturbation to a fresh +-epsilon per channel and keeps it where the margin
     z_y - max_{i != y} z_i falls. Every image gets its own window each query (one batched
     forward pass); an image stops once misclassified. The first stripes count as one query.
+    Each query's windows and values are drawn for the whole batch, so that, where images are
+    independent, an image's result does not depend on the others; `only`: attack these
+    images only (independent images only), return the others unchanged.
     """
     xp = chainer.backend.get_array_module(x)
+    rows_attacked = _attacked(x, net, bn_mode, only)
     if epsilon == 0 or queries < 1:
         return x.copy()
     rng = rng or np.random.RandomState(0)
     n, channels, height, width = x.shape
     together = not independent(net, bn_mode)
+    chosen = xp.zeros(n, bool)
+    chosen[rows_attacked] = True
     stripes = rng.choice([-epsilon, epsilon], size=(n, channels, 1, width)).astype(x.dtype)
     delta = xp.broadcast_to(xp.asarray(stripes), x.shape).copy()
+    delta[~chosen] = 0
     margin, fooled = _margin_and_fooled(net, xp.clip(x + delta, 0, 255), t, bn_mode, group)
     for i in range(1, queries):
-        active = ~fooled
+        active = ~fooled & chosen
         if not bool(active.any()):
             break
         side = int(round(np.sqrt(square_fraction(i, queries, p_init) * height * width)))
         side = min(max(side, 1), height - 1)
         pick = xp.arange(n) if together else xp.nonzero(active)[0]
         m = len(pick)
-        rows = xp.asarray(rng.randint(0, height - side + 1, size=m))
-        cols = xp.asarray(rng.randint(0, width - side + 1, size=m))
-        values = xp.asarray(rng.choice([-epsilon, epsilon], size=(m, channels, 1, 1))
-                            .astype(x.dtype))
+        rows = xp.asarray(rng.randint(0, height - side + 1, size=n))[pick]
+        cols = xp.asarray(rng.randint(0, width - side + 1, size=n))[pick]
+        values = xp.asarray(rng.choice([-epsilon, epsilon], size=(n, channels, 1, 1))
+                            .astype(x.dtype))[pick]
         window = _window_masks(rows, cols, side, height, width, xp)
         old = delta[pick]
         # a window already at the drawn value everywhere would waste the query: flip it
@@ -395,20 +575,33 @@ def square(net, x, t, epsilon, bn_mode='batch', queries=SQUARE['queries'],
     return xp.clip(x + delta, 0, 255)
 
 
-def transfer(net, x, t, epsilon, bn_mode='batch', source=None, attack='apgd', **options):
-    """Examples made white-box on the black-box `source` network, to be shown to `net`."""
+def transfer(net, x, t, epsilon, bn_mode='batch', source=None, attack='apgd', rng=None,
+             group=None, steps=None, restarts=None, targets=None, queries=None, only=None):
+    """Examples made white-box on the black-box `source` network, to be shown to `net`:
+    `attack` (a name of ATTACKS) run on the source with the budgets given (None: its
+    default); the attack rejects a budget it does not take."""
     if source is None:
         raise UserError('the transfer attack needs a source network')
+    if attack == 'transfer':
+        raise ValueError('transfer of a transfer')
+    options = {name: value for name, value in (
+        ('rng', rng), ('group', group), ('steps', steps), ('restarts', restarts),
+        ('targets', targets), ('queries', queries), ('only', only)) if value is not None}
     return ATTACKS[attack](source, x, t, epsilon, bn_mode, **options)
 
 
 # name -> attack(net, x, t, epsilon, bn_mode, rng=..., **budget); 'fgsm' is the thesis's.
-ATTACKS = {'fgsm': fgsm, 'pgd': pgd, 'apgd': apgd, 'apgd_ce': apgd_ce, 'square': square,
-           'transfer': transfer}
+ATTACKS = {'fgsm': fgsm, 'pgd': pgd, 'apgd': apgd, 'apgd_ce': apgd_ce, 'apgd_t': apgd_t,
+           'square': square, 'transfer': transfer}
 # What each one needs from the victim, for the gradient-masking checks.
 KINDS = {'fgsm': 'single-step gradient', 'pgd': 'iterative gradient',
          'apgd': 'iterative gradient', 'apgd_ce': 'iterative gradient',
-         'square': 'gradient-free', 'transfer': 'transfer'}
+         'apgd_t': 'iterative gradient', 'square': 'gradient-free', 'transfer': 'transfer'}
+
+
+def takes(name, option):
+    """Whether the attack `name` takes the keyword `option` (e.g. 'group', 'only')."""
+    return option in inspect.signature(ATTACKS[name]).parameters
 
 
 def attack_rng(seed, name, start, epsilon):

@@ -63,5 +63,32 @@ THESIS_RESULTS = {
     'clean': {'S': 95.86, 'RS': 97.80, 'A': 85.40, 'GMR': 96.09, 'GMRES': 96.72, 'PD': 95.91},
 }
 
-# PGD (beyond the thesis; Madry et al.): steps, random starts, step = round(2.5 * eps / steps).
+# ---------------------------------------------------------------------------------------------
+# Beyond the thesis: the budgets of the attacks of a reliable evaluation (friendly/attacks.py,
+# friendly/robustness.py). Every attack's keyword defaults are read from here, and nowhere else.
+
+# PGD as the original code parameterised it (Madry et al. 2018): steps, random starts,
+# step = round(2.5 * eps / steps).
 PGD = {'steps': 100, 'restarts': 20}
+# APGD (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an ensemble of
+# diverse parameter-free attacks"): 100 iterations as in the paper, momentum 0.75, step-size rule
+# rho = 0.75; `restarts` random starts, the best iterate per image over all of them.
+APGD = {'steps': 100, 'restarts': 1, 'momentum': 0.75, 'rho': 0.75}
+# Targeted APGD (APGD-T, same paper, section 4): one run per target class, the `targets` classes
+# with the highest clean logits other than the label (9: every other MNIST class), `restarts`
+# random starts per target.
+APGD_T = {'steps': 100, 'restarts': 1, 'targets': 9}
+# Square Attack (Andriushchenko et al. 2020): queries per image, initial window fraction.
+SQUARE = {'queries': 1000, 'p_init': 0.8}
+
+# The budgets of friendly/robustness_eval.py's default evaluation (its --steps, --restarts,
+# --targets, --target-restarts, --queries), sized for the five committed victims in both test
+# modes on a 2-core CPU. Each column of robustness.COLUMNS reads the names it lists; the
+# convergence check doubles every one of them (targets at most the 9 other classes).
+EVALUATION = {
+    'steps': APGD['steps'],       # APGD iterations of every APGD column (transfer included)
+    'restarts': 2,                # random starts of the untargeted APGD columns
+    'targets': 3,                 # target classes of APGD-T (highest clean logits first)
+    'target_restarts': 1,         # random starts per target class
+    'queries': SQUARE['queries'],  # Square Attack queries
+}

@@ -11,9 +11,13 @@ thesis's, and 'running'), on the MNIST test images:
     the thesis's numbers (Table 3.2, section 3.3): clean, FGSM white-box and black-box, eps 77,
         exactly as friendly/evaluate.py measures them;
     beyond the thesis: APGD on the margin and on the cross-entropy of the pre-activation
-        outputs (Croce & Hein 2020), Square Attack (Andriushchenko et al. 2020), transfer of
-        APGD examples from the source; the worst case per image over all of them; accuracy
-        against eps on a subset; and the checks of Carlini et al. 2019 (see
+        outputs and targeted APGD (APGD-T) (Croce & Hein 2020), the same steered by the
+        gradients of the thesis GPU's sigmoid arithmetic (friendly/cuda_sigmoid.py; scored on
+        the real network), Square Attack (Andriushchenko et al. 2020), transfer of APGD
+        examples from the source; the worst case per image over all of them, the attacks run
+        cheapest first and, where images are independent, each only on the images still
+        robust (AutoAttack's schedule); accuracy against eps on a subset; and the checks of
+        Carlini et al. 2019, convergence under doubled budgets at every eps among them (see
         friendly/robustness.py).
 
 Writes robustness.md (a table per test mode, with the verdicts), robustness.json (the same
@@ -28,7 +32,7 @@ import time
 
 
 from friendly import attacks, robustness, weights
-from friendly.defaults import NETWORKS, PROTOCOL, SOURCE, THESIS_RESULTS, VICTIMS
+from friendly.defaults import EVALUATION, NETWORKS, PROTOCOL, SOURCE, THESIS_RESULTS, VICTIMS
 from friendly.networks import BN_MODE_MEANING, BN_MODES
 from runkit.cli import Parser, UserError, non_negative_int, positive_int, run_main
 from runkit.devices import get_device
@@ -114,15 +118,24 @@ def main():
                         help='test images of the curve and the convergence check')
     parser.add_argument('--pd-subset', type=positive_int, default=200,
                         help='test images for PD (a CPU needs minutes per 200)')
-    parser.add_argument('--steps', type=positive_int, default=attacks.APGD['steps'],
-                        help='APGD iterations (also for the transfer attack)')
-    parser.add_argument('--restarts', type=positive_int, default=attacks.APGD['restarts'],
-                        help='APGD random starts')
-    parser.add_argument('--queries', type=positive_int, default=attacks.SQUARE['queries'],
-                        help='Square Attack queries per image (the final table: 5000)')
+    parser.add_argument('--steps', type=positive_int, default=EVALUATION['steps'],
+                        help='APGD iterations of every APGD column (transfer included; '
+                             'default %(default)s)')
+    parser.add_argument('--restarts', type=positive_int, default=EVALUATION['restarts'],
+                        help='random starts of the untargeted APGD columns (default '
+                             '%(default)s)')
+    parser.add_argument('--targets', type=positive_int, default=EVALUATION['targets'],
+                        help='APGD-T target classes, highest clean logits first (at most 9; '
+                             'default %(default)s)')
+    parser.add_argument('--target-restarts', type=positive_int,
+                        default=EVALUATION['target_restarts'],
+                        help='APGD-T random starts per target (default %(default)s)')
+    parser.add_argument('--queries', type=positive_int, default=EVALUATION['queries'],
+                        help='Square Attack queries per image (default %(default)s)')
     parser.add_argument('--attacks', nargs='+', default=list(robustness.COLUMNS),
                         choices=list(robustness.COLUMNS),
-                        help='columns to run (the thesis\'s FGSM columns always run)')
+                        help='columns to run, in this order whatever the order given (the '
+                             'thesis\'s FGSM columns always run)')
     parser.add_argument('--seed', type=int, default=0, help='seed of every random start')
     parser.add_argument('--chunk', type=positive_int, default=1000,
                         help='images per attack call (a multiple of 200)')
@@ -138,8 +151,7 @@ def main():
         raise UserError('epsilons are pixel distances in 0..255')
     if args.chunk % robustness.EVAL_BATCH:
         raise UserError('--chunk must be a multiple of %d' % robustness.EVAL_BATCH)
-    columns = list(robustness.THESIS_COLUMNS) + [
-        c for c in args.attacks if c not in robustness.THESIS_COLUMNS]
+    columns = robustness.in_order(list(robustness.THESIS_COLUMNS) + args.attacks)
     epsilons = sorted(set(args.epsilons) | {args.epsilon})
     seeds = parse_seeds(args.seed_for)
     device = get_device(args.device)
@@ -153,7 +165,8 @@ def main():
         raise UserError('the black-box source (%s, seed %d, protocol %s) is not in %s yet'
                         % (SOURCE, NETWORKS[SOURCE].seed, args.protocol, args.store))
     x_all, t_all = attacks.test_set(args.test_subset, args.mnist_dir)
-    budgets = {'steps': args.steps, 'restarts': args.restarts, 'queries': args.queries}
+    budgets = {'steps': args.steps, 'restarts': args.restarts, 'targets': args.targets,
+               'target_restarts': args.target_restarts, 'queries': args.queries}
     cache = CountingCache(None if args.no_cache else os.path.join(args.out, 'cache'))
     evaluator = robustness.Evaluator(source, device, budgets, args.seed, cache, args.chunk,
                                      source_id=source_entry['sha256'],
@@ -253,13 +266,27 @@ def markdown(document):
         'on the squared distance of the outputs, Goodfellow et al. 2015), measured exactly as '
         'friendly/evaluate.py measures them; every other column is **beyond the thesis**: APGD '
         '(Croce & Hein 2020; %d steps, %d random start(s), step 2·eps halved at checkpoints, '
-        'momentum 0.75) on the margin or the cross-entropy of the pre-activation outputs, '
-        'Square Attack (Andriushchenko et al. 2020; %d queries, gradient-free), and APGD '
-        'examples made on the black-box source and shown to the victim (transfer). All '
-        'adversarial images have integer pixels in [0, 255] within the eps-ball. **Worst '
-        'case**: an image counts only if it is classified correctly clean and after every '
-        'attack (Carlini et al. 2019).' % (settings['epsilon'], budgets['steps'],
-                                            budgets['restarts'], budgets['queries']), '']
+        'momentum 0.75) on the margin or the cross-entropy of the pre-activation outputs; '
+        'targeted APGD (APGD-T, same paper; one run per target class, the %d classes with the '
+        'highest clean logits besides the label, %d start(s) each, on the targeted margin '
+        'z_t − z_y); the same two steered by surrogate gradients (**CUDA-sigmoid**: the '
+        'network\'s own parameters with the thesis GPU\'s sigmoid arithmetic, '
+        'friendly/cuda_sigmoid.py, whose saturated units keep the gradient that numpy\'s '
+        'float32 sigmoid rounds to 0; success and score always on the real network); Square '
+        'Attack (Andriushchenko et al. 2020; %d queries, gradient-free); and APGD examples made '
+        'on the black-box source and shown to the victim (transfer). All adversarial images '
+        'have integer pixels in [0, 255] within the eps-ball. **Worst case**: an image counts '
+        'only if it is classified correctly clean and after every attack (Carlini et al. 2019). '
+        'The attacks run in the order of the columns, cheapest first; where images are '
+        'independent (the \'running\' test mode, and networks without Batch Renormalization) '
+        'each attack after the thesis\'s FGSM runs only on the images still robust, as '
+        'AutoAttack does, and its column is the robust accuracy after it and every column '
+        'before it (**cumulative**); in the \'batch\' test mode an image\'s output depends on '
+        'its batch of 200, so every attack runs on every image and each column is that '
+        'attack\'s own accuracy. Converged: every budget doubled (steps, restarts, targets, '
+        'queries) moves the worst case by less than a point at every eps of the curve.' % (
+            settings['epsilon'], budgets['steps'], budgets['restarts'], budgets['targets'],
+            budgets['target_restarts'], budgets['queries']), '']
     if settings['test_images'] != 10000:
         lines += ['**Only the first %d test images.**' % settings['test_images'], '']
     for mode in settings['bn_modes']:
@@ -267,7 +294,7 @@ def markdown(document):
             mode, BN_MODE_MEANING[mode], ' — the thesis\'s test mode' if mode == 'batch'
             else ''), '']
         head = ['network', 'clean'] + [robustness.COLUMNS[c].label for c in columns] + [
-            '**worst case**', 'eps 255: worst / FGSM', 'converged (change)',
+            '**worst case**', 'eps 255: worst / FGSM', 'converged (largest change)',
             'gradient masking', 'zero gradient (%)']
         lines += ['| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
         for label, record in networks.items():
@@ -285,15 +312,20 @@ def markdown(document):
             else:
                 unbounded = '—'
             conv = result['convergence']
-            cells = [label, _cell(acc['clean'])] + [_cell(acc.get(c)) for c in columns] + [
+            cumulative = result.get('schedule') == robustness.ROBUST_ONLY
+            cells = [label, _cell(acc['clean'])] + [
+                _cell(acc.get(c)) + (' ᶜ' if cumulative and c not in robustness.THESIS_COLUMNS
+                                     and c in acc else '') for c in columns] + [
                 '**%s**' % _cell(acc['worst_case']), unbounded,
                 '%s (%+.2f)' % ('yes' if conv['converged'] else '**did not converge**',
                                conv['change_points']),
                 '**flagged**' if checks['gradient_masking']['flag'] else 'no',
                 '%.2f' % result['zero_gradient_percent']['squared_distance']]
             lines.append('| ' + ' | '.join(cells) + ' |')
-        lines += ['', 'Checks (curve and convergence on the first %d images):' % min(
-            settings['subset'], settings['test_images']), '']
+        lines += ['', 'ᶜ cumulative: robust accuracy after this attack and every column before '
+                  'it (robust-only schedule, images independent).', '',
+                  'Checks (curve and convergence on the first %d images):' % min(
+                      settings['subset'], settings['test_images']), '']
         for label, record in networks.items():
             result = record['modes'].get(mode)
             if result is None:
@@ -305,7 +337,7 @@ def markdown(document):
                 for name, check in result['checks'].items())))
             if not result['convergence']['converged']:
                 lines.append('  - **did not converge**: its worst case is an upper bound '
-                             'that more steps/queries still lower.')
+                             'that more steps, restarts, targets or queries still lower.')
         lines.append('')
     lines += ['Thesis Table 3.2 for comparison (percent, its own networks): ' + ', '.join(
         '%s %s / %s' % (r['network'], _cell(r['thesis_white_box_fgsm']),
@@ -329,6 +361,8 @@ def markdown(document):
 
 STYLES = {'white_box_fgsm': ('tab:blue', '-', 'o'), 'black_box_fgsm': ('tab:blue', ':', 'o'),
           'apgd': ('tab:red', '-', 's'), 'apgd_ce': ('tab:orange', '-', 's'),
+          'apgd_t': ('tab:brown', '-', 'D'), 'apgd_cuda': ('tab:red', '--', 's'),
+          'apgd_t_cuda': ('tab:brown', '--', 'D'),
           'square': ('tab:green', '-', '^'), 'transfer': ('tab:purple', ':', 'v'),
           'worst_case': ('black', '-', None)}
 

@@ -1,0 +1,434 @@
+"""The attacks a reliable evaluation adds beyond the thesis (Croce & Hein 2020): targeted APGD on
+a linear classifier whose minimal targeted perturbations are known, surrogate gradients on a
+network whose float32 sigmoid gradient is exactly zero, the robust-only schedule against
+every attack on every image, the integer-pixel contract, and budgets by name only. Constructed
+networks only (no MNIST, no training): fast and deterministic."""
+import chainer
+import numpy as np
+import pytest
+
+from friendly import attacks, robustness
+from friendly.cuda_sigmoid import float64_copy, with_cuda_sigmoid
+from friendly.defaults import APGD_T, EVALUATION, LINEAR3, Network
+from friendly.networks import FCNet, build_network
+
+EPSILON = 40
+CPU = chainer.get_device('@numpy')
+
+
+def _set(link, W, b):
+    link.W.array[...] = W
+    link.b.array[...] = b
+
+
+def check_contract(adv, x, epsilon):
+    assert adv.dtype == np.float32 and adv.shape == x.shape
+    assert np.all(adv == np.round(adv)), 'pixels must stay integers'
+    assert adv.min() >= 0 and adv.max() <= 255
+    assert np.abs(adv - x).max() <= epsilon
+
+
+def predicted(net, x, mode='running'):
+    return attacks.predict(net, x, mode).argmax(axis=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# A three-class linear classifier: z_k = w_k . x + b_k for k = 0, 1, 2 (the other seven
+# outputs -1e4). w_0 = 0, w_1 lives on the left half of the image, w_2 on the right half, so the
+# L-inf distance to each class's region is known exactly (below).
+
+def half_direction(side, seed):
+    """7x7 blocks of one sign on one half of the 28x28 image, |w| summing to 1."""
+    rng = np.random.RandomState(seed)
+    w = np.kron(rng.choice([-1.0, 1.0], size=(4, 4)), np.ones((7, 7)))
+    w *= rng.uniform(0.5, 1.5, size=(28, 28))
+    w[:, 14:] = 0 if side == 'left' else w[:, 14:]
+    w[:, :14] = 0 if side == 'right' else w[:, :14]
+    return (w / np.abs(w).sum()).astype(np.float32).ravel()
+
+
+def three_class():
+    """(net, W (3, 784), b (3,), x, t): integer images 128 + a_1 sign(w_1) + a_2 sign(w_2) +
+    noise, so z_k - z_0 is about a_k pixels; the labels are the clean predictions."""
+    W = np.stack([np.zeros(784, np.float32), half_direction('left', 1),
+                  half_direction('right', 2)])
+    b = (-128 * W.sum(axis=1)).astype(np.float32)
+    net = FCNet(Network(LINEAR3, False, 'none', 0.0, 0.0, 1))
+    W1 = np.zeros((100, 784), np.float32)
+    W1[:3] = W
+    b1 = np.zeros(100, np.float32)
+    b1[:3] = b
+    _set(net.layers[0], W1, b1)
+    _set(net.layers[1], np.eye(100, dtype=np.float32), np.zeros(100, np.float32))
+    W3 = np.zeros((10, 100), np.float32)
+    W3[np.arange(3), np.arange(3)] = 1
+    b3 = np.full(10, -1e4, np.float32)
+    b3[:3] = 0
+    _set(net.layers[2], W3, b3)
+    rng = np.random.RandomState(3)
+    n = 300
+    a = rng.uniform(-90, 90, size=(n, 2))
+    noise = rng.randint(-15, 16, size=(n, 784))
+    x = 128 + a[:, :1] * np.sign(W[1]) + a[:, 1:] * np.sign(W[2]) + noise
+    x = np.clip(np.round(x), 0, 255).reshape(n, 1, 28, 28).astype(np.float32)
+    t = predicted(net, x).astype(np.int32)
+    return net, W, b, x, t
+
+
+def targeted_thresholds(W, b, x, t):
+    """(n, 3): per image and class k, the smallest integer eps whose best perturbation towards
+    k (every pixel eps along sign(w_k - w_t), clipped to [0, 255]) makes z_k exceed z_t; that
+    perturbation maximises the linear z_k - z_t over the ball and the pixel range, so below it
+    no image in the ball is classified k over t. 0 for k = t; 256 if unreachable."""
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    out = np.full((len(x), 3), 256)
+    for k in range(3):
+        direction = np.sign(W[k][None] - W[t])
+        for eps in range(255, -1, -1):
+            moved = np.clip(flat + eps * direction, 0, 255)
+            gap = (moved * (W[k][None] - W[t])).sum(axis=1) + b[k] - b[t]
+            out[gap > 0, k] = eps
+        out[t == k, k] = 0
+    return out
+
+
+@pytest.fixture(scope='module')
+def linear3():
+    net, W, b, x, t = three_class()
+    threshold = targeted_thresholds(W, b, x, t)
+    # the classes' order by clean logit (the label first), hence apgd_t's targets
+    z = attacks.predict(net, x, 'running')[:, :3]
+    first = np.argsort(-z, axis=1, kind='stable')[:, 1]
+    return net, x, t, threshold, first
+
+
+def test_target_classes_are_the_highest_other_logits(linear3):
+    net, x, t, _, first = linear3
+    classes = attacks.target_classes(net, x, t, 'running', 9)
+    assert classes.shape == (9, len(x))
+    assert np.array_equal(classes[0], first)
+    assert not (classes == t[None]).any()
+    assert set(classes[:2].ravel()) <= {0, 1, 2}      # the -1e4 classes come last
+    assert attacks.target_classes(net, x, t, 'running', 20).shape == (9, len(x))
+
+
+@pytest.mark.parametrize('loss', ['margin_targeted', 'dlr_targeted'])
+def test_targeted_apgd_breaks_exactly_where_the_target_is_within_reach(linear3, loss):
+    net, x, t, threshold, first = linear3
+    easiest = threshold.min(axis=1, where=threshold > 0, initial=256)
+    to_first = threshold[np.arange(len(x)), first]
+    # both kinds of image are there, and some only the second target class reaches
+    assert 0.2 < np.mean(easiest <= EPSILON) < 0.8
+    second_only = (to_first > EPSILON) & (easiest <= EPSILON)
+    assert second_only.sum() >= 5
+    one = attacks.apgd_t(net, x, t, EPSILON, 'running', steps=20, targets=1, loss=loss,
+                         rng=np.random.RandomState(0))
+    check_contract(one, x, EPSILON)
+    hit = predicted(net, one) != t
+    assert hit[to_first <= EPSILON].all(), 'the first target within reach is reached'
+    assert not hit[easiest > EPSILON].any(), 'no image is broken beyond its distance'
+    assert not hit[second_only].all(), 'one target cannot reach what only another reaches'
+    every = attacks.apgd_t(net, x, t, EPSILON, 'running', steps=20, loss=loss,
+                           rng=np.random.RandomState(0))
+    check_contract(every, x, EPSILON)
+    assert np.array_equal(predicted(net, every) != t, easiest <= EPSILON)
+    # at a smaller eps, again exactly the images within reach
+    adv = attacks.apgd_t(net, x, t, 10, 'running', steps=10, loss=loss,
+                         rng=np.random.RandomState(0))
+    check_contract(adv, x, 10)
+    assert 0 < np.sum(easiest <= 10) < np.sum(easiest <= EPSILON)
+    assert np.array_equal(predicted(net, adv) != t, easiest <= 10)
+
+
+def test_targeted_losses_follow_the_formulas():
+    z = chainer.Variable(np.array([[5.0, 1.0, 3.0, -2.0, 0.5],
+                                   [0.0, 4.0, 2.0, 1.0, -1.0]], np.float32))
+    t = np.array([0, 1], np.int32)
+    target = np.array([2, 3], np.int32)
+    margin = attacks.margin_targeted_loss(z, t, target).array
+    np.testing.assert_allclose(margin, [3.0 - 5.0, 1.0 - 4.0])
+    # -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2), pi sorting z in descending order
+    dlr = attacks.dlr_targeted_loss(z, t, target).array
+    np.testing.assert_allclose(dlr, [-(5 - 3) / (5 - (1 + 0.5) / 2),
+                                     -(4 - 1) / (4 - (1 + 0) / 2)], rtol=1e-6)
+    with pytest.raises(ValueError):
+        attacks.logit_loss_gradient(build_network('S'), np.zeros((2, 1, 28, 28), np.float32),
+                                    t, 'running', 'dlr_targeted')
+
+
+# ---------------------------------------------------------------------------------------------
+# A network whose float32 sigmoid is saturated: hidden unit 0 is sigmoid(w . x - theta) with
+# w . x - theta in [-31, -25] at the clean images (within about 4 of that from any random
+# start), where numpy's float32 sigmoid and its derivative are exactly 0 while the thesis GPU's
+# arithmetic and float64 keep them positive. The class turns from 0 to 1 where w . x > theta,
+# which the ball of radius 40 reaches (|w| sums to 1: the corner moves w . x by 40).
+
+def saturated():
+    rng = np.random.RandomState(4)
+    w = np.kron(rng.choice([-1.0, 1.0], size=(4, 4)), np.ones((7, 7))).ravel()
+    w = (w / np.abs(w).sum()).astype(np.float32)
+    n = 60
+    depth = rng.uniform(25, 31, size=n)
+    x = np.clip(np.round(128 - depth[:, None] * np.sign(w)[None]
+                         + rng.randint(-2, 3, size=(n, 784))), 0, 255)
+    x = x.reshape(n, 1, 28, 28).astype(np.float32)
+    net = build_network('S')
+    W1 = np.zeros((100, 784), np.float32)
+    W1[0] = w
+    b1 = np.zeros(100, np.float32)
+    b1[0] = -128 * w.sum()
+    _set(net.layers[0], W1, b1)
+    W2 = np.zeros((100, 100), np.float32)
+    W2[0, 0] = 20
+    b2 = np.zeros(100, np.float32)
+    b2[0] = -10
+    _set(net.layers[1], W2, b2)
+    W3 = np.zeros((10, 100), np.float32)
+    W3[0, 0], W3[1, 0] = -20, 20
+    b3 = np.full(10, -30, np.float32)
+    b3[0], b3[1] = 10, -10
+    _set(net.layers[2], W3, b3)
+    return net, x, np.zeros(n, np.int32), w
+
+
+@pytest.fixture(scope='module')
+def flat():
+    net, x, t, w = saturated()
+    pre = x.reshape(len(x), -1) @ w + net.layers[0].b.array[0]
+    assert (pre < -24).all() and (pre > -32).all()
+    assert (predicted(net, x) == 0).all()
+    return net, x, t
+
+
+def test_real_gradient_is_exactly_zero_and_the_surrogates_are_not(flat):
+    net, x, t = flat
+    _, real, wrong = attacks.logit_loss_gradient(net, x, t, 'running')
+    assert (real == 0).all() and not wrong.any()
+    for surrogate in (with_cuda_sigmoid(net), float64_copy(net)):
+        loss, gradient, wrong = attacks.logit_loss_gradient(net, x, t, 'running',
+                                                            surrogate=surrogate)
+        assert gradient.dtype == np.float32 and not wrong.any()
+        assert (np.abs(gradient).reshape(len(x), -1).max(axis=1) > 0).all()
+    # the copies leave the real network as it was
+    assert (attacks.logit_loss_gradient(net, x, t, 'running')[1] == 0).all()
+    assert net.layers[0].W.dtype == np.float32
+
+
+@pytest.mark.parametrize('name', ['apgd', 'apgd_ce', 'apgd_t', 'pgd'])
+def test_surrogate_gradients_break_what_the_real_gradient_cannot(flat, name):
+    net, x, t = flat
+    budget = {'steps': 10, 'restarts': 1} if name == 'pgd' else {'steps': 10}
+    run = attacks.ATTACKS[name]
+    real = run(net, x, t, EPSILON, 'running', rng=np.random.RandomState(0), **budget)
+    check_contract(real, x, EPSILON)
+    assert (predicted(net, real) == t).all(), 'a zero gradient goes nowhere'
+    for surrogate in (with_cuda_sigmoid(net), float64_copy(net)):
+        adv = run(net, x, t, EPSILON, 'running', rng=np.random.RandomState(0),
+                  surrogate=surrogate, **budget)
+        check_contract(adv, x, EPSILON)
+        # scored on the real network, in its own float32 arithmetic
+        assert (predicted(net, adv) != t).all()
+
+
+def test_success_is_read_from_the_real_network_not_the_surrogate(flat):
+    """A surrogate that disagrees with the network (here: the class-swapped network) steers
+    the gradient only: the misclassification flag is the real network's."""
+    net, x, t = flat
+    liar = net.copy(mode='copy')
+    liar.layers[2].W.array[:2] = liar.layers[2].W.array[[1, 0]]
+    liar.layers[2].b.array[:2] = liar.layers[2].b.array[[1, 0]]
+    assert (predicted(liar, x) == 1).all()
+    _, _, wrong = attacks.logit_loss_gradient(net, x, t, 'running', surrogate=liar)
+    assert not wrong.any()
+
+
+def test_surrogate_column_breaks_the_saturated_network_and_scores_on_it(flat):
+    net, x, t = flat
+    evaluator = robustness.Evaluator(net, CPU, {'steps': 10, 'restarts': 1, 'targets': 2},
+                                     chunk=200, log=lambda _: None)
+    real = evaluator.correct('apgd', net, 'flat', x, t, EPSILON, 'running')
+    cuda = evaluator.correct('apgd_cuda', net, 'flat', x, t, EPSILON, 'running')
+    cuda_t = evaluator.correct('apgd_t_cuda', net, 'flat', x, t, EPSILON, 'running')
+    assert real.all() and not cuda.any() and not cuda_t.any()
+    assert robustness.COLUMNS['apgd_cuda'].surrogate == 'cuda'
+
+
+# ---------------------------------------------------------------------------------------------
+# The robust-only schedule: the same worst case as every attack on every image
+
+def random_network(name, seed, scale=1.0):
+    rng = np.random.RandomState(seed)
+    net = build_network(name)
+    for link in net.layers:
+        fan_in = link.W.shape[1]
+        _set(link, rng.normal(0, scale / np.sqrt(fan_in), link.W.shape),
+             rng.normal(0, 0.5, link.b.shape))
+    return net
+
+
+def synthetic_images(n, seed):
+    rng = np.random.RandomState(seed)
+    base = rng.randint(0, 256, size=(4, 784))
+    mix = base[rng.randint(0, 4, size=n)] * 0.7 + rng.randint(0, 77, size=(n, 784))
+    return np.clip(np.round(mix), 0, 255).reshape(n, 1, 28, 28).astype(np.float32)
+
+
+COLUMNS_SMALL = list(robustness.COLUMNS)
+BUDGETS_SMALL = {'steps': 6, 'restarts': 2, 'targets': 2, 'target_restarts': 1, 'queries': 40}
+
+
+@pytest.mark.parametrize('name', ['S', 'RS'])
+def test_robust_only_schedule_gives_the_worst_case_of_every_attack_on_every_image(name):
+    victim, source = random_network(name, 5), random_network('S', 6)
+    x = synthetic_images(400, 7)
+    t = predicted(victim, x).astype(np.int32)
+    t[::10] = (t[::10] + 1) % 10          # a few misclassified clean images too
+    mode = 'running'
+    assert robustness.schedule_of(victim, mode) == robustness.ROBUST_ONLY
+    assert robustness.schedule_of(victim, 'batch') == (
+        robustness.ROBUST_ONLY if name == 'S' else robustness.EVERY_IMAGE)
+    clean = robustness.score(victim, x, t, mode)
+    eps = 20
+    scheduled = robustness.Evaluator(source, CPU, BUDGETS_SMALL, chunk=200, log=lambda _: None)
+    correct, schedule = robustness.run_columns(scheduled, victim, name, x, t, eps, mode,
+                                               COLUMNS_SMALL, clean)
+    assert schedule == robustness.ROBUST_ONLY
+    _, worst, broke = robustness.tabulate(correct, COLUMNS_SMALL, schedule)
+    everything = robustness.Evaluator(source, CPU, BUDGETS_SMALL, chunk=200,
+                                      log=lambda _: None)
+    full = {'clean': clean}
+    for key in COLUMNS_SMALL:
+        full[key] = everything.correct(key, victim, name, x, t, eps, mode)
+    _, full_worst = robustness.summarise(full, COLUMNS_SMALL)
+    assert 0.1 < worst.mean() < clean.mean() - 0.1     # some images break, some do not
+    assert np.array_equal(worst, full_worst)
+    # and each attack's verdict on an image it was run on is the one of the full run
+    running = clean.copy()
+    for key in robustness.in_order(COLUMNS_SMALL):
+        attacked = running if key not in robustness.THESIS_COLUMNS else np.ones_like(running)
+        assert np.array_equal(correct[key][attacked], full[key][attacked]), key
+        running = running & full[key]
+    assert sum(broke.values()) == int(clean.sum() - worst.sum())
+
+
+def test_cache_completes_a_robust_only_result_without_recomputing(tmp_path):
+    victim, source = random_network('S', 5), random_network('S', 6)
+    x = synthetic_images(200, 8)
+    t = predicted(victim, x).astype(np.int32)
+    cache = robustness.Cache(str(tmp_path))
+    evaluator = robustness.Evaluator(source, CPU, BUDGETS_SMALL, cache=cache, chunk=200,
+                                     log=lambda _: None)
+    half = np.arange(200) < 100
+    first = evaluator.correct('apgd', victim, 'S', x, t, 20, 'running', only=half)
+    assert first[~half].all() and not first[half].all()
+    whole = evaluator.correct('apgd', victim, 'S', x, t, 20, 'running')
+    assert np.array_equal(whole[half], first[half]) and not whole[~half].all()
+    fresh = robustness.Evaluator(source, CPU, BUDGETS_SMALL, chunk=200, log=lambda _: None)
+    assert np.array_equal(whole, fresh.correct('apgd', victim, 'S', x, t, 20, 'running'))
+
+
+def test_convergence_doubles_every_budget_at_every_epsilon():
+    victim, source = random_network('S', 5), random_network('S', 6)
+    evaluator = robustness.Evaluator(source, CPU, BUDGETS_SMALL, chunk=200, log=lambda _: None)
+    assert evaluator.budget('apgd', 2) == {'steps': 12, 'restarts': 4}
+    assert evaluator.budget('apgd_t', 2) == {'steps': 12, 'restarts': 2, 'targets': 4}
+    assert evaluator.budget('square', 2) == {'queries': 80}
+    assert robustness.Evaluator(source, CPU, {'targets': 9}).budget('apgd_t', 2)['targets'] == 9
+    x = synthetic_images(200, 9)
+    t = predicted(victim, x).astype(np.int32)
+    columns = ['white_box_fgsm', 'black_box_fgsm', 'apgd', 'apgd_t', 'square']
+    result = robustness.evaluate_network(evaluator, victim, 'S', x, t, 'running', 20, columns,
+                                         (0, 10, 20), 200)
+    moves = result['convergence']['by_epsilon']
+    assert [m['epsilon'] for m in moves] == [0, 10, 20] and not moves[0]['run']
+    assert all(m['run'] == (m['epsilon'] > 0 and m['worst_case'] > 0) for m in moves)
+    assert result['schedule'] == robustness.ROBUST_ONLY
+    acc = result['accuracy']
+    # cumulative columns never rise along the schedule, and end at the worst case
+    chain = [acc[k] for k in ('apgd', 'apgd_t', 'square')]
+    assert chain == sorted(chain, reverse=True) and chain[-1] == acc['worst_case']
+    assert moves[1]['run'] and 'eps 10' in result['checks']['converged']['detail']
+
+
+# ---------------------------------------------------------------------------------------------
+# The contract: integer pixels in [0, 255] in the eps-ball; reproducible; `only`
+
+NEW = {'apgd_t': {'steps': 5, 'targets': 2},
+       'apgd_t_margin': {'steps': 5, 'targets': 2, 'loss': 'margin_targeted'},
+       'apgd_cuda': {'steps': 5}, 'apgd_f64': {'steps': 5}, 'apgd_ce_cuda': {'steps': 5},
+       'apgd_t_cuda': {'steps': 5, 'targets': 2}, 'pgd_cuda': {'steps': 3, 'restarts': 1}}
+
+
+def _new_attack(key, net):
+    options = dict(NEW[key])
+    if key.endswith('_cuda'):
+        options['surrogate'] = with_cuda_sigmoid(net)
+    if key.endswith('_f64'):
+        options['surrogate'] = float64_copy(net)
+    name = key.replace('_margin', '').replace('_cuda', '').replace('_f64', '')
+    return attacks.ATTACKS[name], options
+
+
+@pytest.mark.parametrize('mode', ['batch', 'running'])
+@pytest.mark.parametrize('key', list(NEW))
+def test_new_attacks_keep_integer_pixels_in_the_ball_and_are_reproducible(key, mode):
+    net = random_network('RS', 11)
+    x = synthetic_images(200, 12)
+    t = predicted(net, x, mode).astype(np.int32)
+    run, options = _new_attack(key, net)
+    adv = run(net, x, t, 77, mode, rng=np.random.RandomState(1), **options)
+    check_contract(adv, x, 77)
+    again = run(net, x, t, 77, mode, rng=np.random.RandomState(1), **options)
+    assert np.array_equal(adv, again)
+    assert np.array_equal(run(net, x, t, 0, mode, rng=np.random.RandomState(1), **options), x)
+    assert attacks.accuracy(net, adv, t, mode) < attacks.accuracy(net, x, t, mode)
+
+
+@pytest.mark.parametrize('key', ['apgd_t', 'apgd_cuda', 'apgd_t_cuda'])
+def test_only_attacks_the_images_it_marks(key):
+    net = random_network('S', 11)
+    x = synthetic_images(200, 12)
+    t = predicted(net, x).astype(np.int32)
+    run, options = _new_attack(key, net)
+    only = np.arange(200) % 3 == 0
+    adv = run(net, x, t, 20, 'running', rng=np.random.RandomState(1), only=only, **options)
+    check_contract(adv, x, 20)
+    assert np.array_equal(adv[~only], x[~only])
+    whole = run(net, x, t, 20, 'running', rng=np.random.RandomState(1), **options)
+    assert np.array_equal(predicted(net, adv)[only], predicted(net, whole)[only])
+    rs = random_network('RS', 11)
+    with pytest.raises(ValueError, match='independent'):
+        run(rs, x, t, 20, 'batch', rng=np.random.RandomState(1), only=only, **options)
+
+
+# ---------------------------------------------------------------------------------------------
+# Budgets: explicit, in friendly/defaults.py, misspellings rejected
+
+@pytest.mark.parametrize('name', sorted(attacks.ATTACKS))
+def test_a_misspelt_budget_is_a_type_error(name):
+    net = build_network('S')
+    x = np.zeros((2, 1, 28, 28), np.float32)
+    t = np.zeros(2, np.int32)
+    options = {'source': net} if name == 'transfer' else {}
+    with pytest.raises(TypeError):
+        attacks.ATTACKS[name](net, x, t, 10, 'running', stpes=3, **options)
+    with pytest.raises(TypeError):
+        attacks.ATTACKS[name](net, x, t, 10, 'running', restart=3, **options)
+
+
+def test_budgets_live_in_the_defaults_and_the_evaluator_rejects_unknown_ones():
+    import inspect
+    assert inspect.signature(attacks.apgd_t).parameters['targets'].default == APGD_T['targets']
+    assert APGD_T['targets'] == 9
+    assert attacks.APGD is __import__('friendly.defaults', fromlist=['APGD']).APGD
+    with pytest.raises(TypeError, match='queries'):
+        attacks.apgd(build_network('S'), np.zeros((2, 1, 28, 28), np.float32),
+                     np.zeros(2, np.int32), 10, 'running', queries=5)
+    with pytest.raises(TypeError, match='restart'):
+        robustness.Evaluator(None, CPU, {'restart': 3})
+    assert robustness.Evaluator(None, CPU, {}).budgets == EVALUATION
+    for key, column in robustness.COLUMNS.items():
+        run = attacks.ATTACKS[column.attack]
+        for name in column.budget:
+            assert robustness.BUDGET_KEYWORD.get(name, name) in \
+                inspect.signature(run).parameters, (key, name)
