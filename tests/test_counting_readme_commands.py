@@ -110,3 +110,19 @@ def test_make_results(env, tmp_path):
     assert status == 0, err
     record = scratch / 'results' / 'counting'
     assert (record / 'chapter2.md').exists() and (record / 'fig2_4.png').exists()
+
+
+@covers('python counting/localise.py')
+def test_localise(tmp_path):
+    """Exactly as README shows it, in a scratch copy of the checkout, until the first network
+    is loaded, then Ctrl-C: one line, nothing written."""
+    scratch = scratch_checkout(tmp_path)
+    os.makedirs(os.path.join(ROOT, 'data'), exist_ok=True)
+    os.symlink(os.path.join(ROOT, 'data'), scratch / 'data')
+    before = sorted(os.listdir(scratch / 'results' / 'counting'))
+    env = dict(os.environ, LENSES_RUNS=str(tmp_path / 'runs'), PYTHONUNBUFFERED='1',
+               OMP_NUM_THREADS='1', PYTHONPATH=str(scratch))
+    status, out, err = run_until('python counting/localise.py', 'small:', env,
+                                 cwd=str(scratch))
+    assert_interrupted(status, err)
+    assert sorted(os.listdir(scratch / 'results' / 'counting')) == before
