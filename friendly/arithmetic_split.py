@@ -43,12 +43,24 @@ def split_epoch(a, b, key='main/elastic_scale_1', tolerance=SPLIT):
     return None
 
 
+def collapse_epoch(log):
+    """First epoch whose training accuracy is more than tables.COLLAPSE_DROP below the best
+    before it, else None."""
+    best = 0.0
+    for e in log:
+        if e['main/accuracy'] < best - tables.COLLAPSE_DROP:
+            return e['epoch']
+        best = max(best, e['main/accuracy'])
+    return None
+
+
 def compare(logs):
     """{seed: summary} from {seed: {arithmetic: log}}."""
     out = {}
     for seed, pair in logs.items():
         out[seed] = {'split_epoch': split_epoch(pair['device'], pair['cuda']),
                      'epochs': {a: len(pair[a]) for a in ARITHMETICS},
+                     'collapse_epoch': {a: collapse_epoch(pair[a]) for a in ARITHMETICS},
                      'collapse': {a: tables.collapse(pair[a]) for a in ARITHMETICS}}
     return out
 
@@ -85,20 +97,23 @@ def markdown(result, logs, prov):
                                                           prov['device'], prov['date'],
                                                           100 * tables.COLLAPSE_DROP), '',
              '| seed | layer-1 scales split at epoch | device: epochs, peak -> final train acc., '
-             'collapsed | cuda: epochs, peak -> final train acc., collapsed |',
-             '|---|---|---|---|']
+             'collapsed (from epoch) | cuda: epochs, peak -> final train acc., collapsed (from '
+             'epoch) |', '|---|---|---|---|']
     for seed, r in result.items():
         cells = []
         for a in ARITHMETICS:
             c = r['collapse'][a]
             cells.append('%d, %.1f %% -> %.1f %%, %s' % (
                 r['epochs'][a], 100 * c['peak_training_accuracy'],
-                100 * c['final_training_accuracy'], '**yes**' if c['collapsed'] else 'no'))
+                100 * c['final_training_accuracy'],
+                '**yes** (%s)' % r['collapse_epoch'][a] if c['collapsed'] else 'no'))
         lines.append('| %d | %s | %s | %s |' % (seed, r['split_epoch'] or 'never', *cells))
     lines += ['', 'Layer-1 Elastic Sigmoid scale s (epoch mean) and training accuracy, both '
-              'arithmetics, up to the split and five epochs beyond it:', '']
+              'arithmetics, to two epochs after the later collapse (or the split):', '']
     for seed, pair in logs.items():
-        stop = (result[seed]['split_epoch'] or 10) + 5
+        marks = [e for e in list(result[seed]['collapse_epoch'].values()) +
+                 [result[seed]['split_epoch']] if e]
+        stop = max(marks or [10]) + 2
         lines += ['GMRES seed %d:' % seed, '', '| epoch | s device | s cuda | acc. device | '
                   'acc. cuda |', '|---|---|---|---|---|']
         for ed, ec in zip(pair['device'][:stop], pair['cuda'][:stop]):
