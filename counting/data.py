@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 from PIL import Image
 
-from runkit.cli import UserError
+from runkit.cli import UserError, helper_signals
 from runkit.provenance import atomic_write, write_json
 
 
@@ -96,7 +96,8 @@ class ShapeDataset:
             jobs = [(tmp, self.folder, s, self.names[s:s + step])
                     for s in range(0, len(self.names), step)]
             if workers > 1:
-                with multiprocessing.get_context('fork').Pool(workers) as pool:
+                with multiprocessing.get_context('fork').Pool(
+                        workers, initializer=helper_signals) as pool:
                     pool.map(_decode_into, jobs)
             else:
                 for job in jobs:

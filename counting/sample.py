@@ -14,8 +14,8 @@ import tempfile
 import time
 
 from counting import defaults, shapes
-from runkit.cli import (Parser, UserError, int_arg, non_negative_int, positive_int,
-                        run_main)
+from runkit.cli import (Parser, UserError, helper_signals, int_arg, non_negative_int,
+                        positive_int, run_main)
 from runkit.provenance import provenance, write_json
 
 DATASET_FILES = ('truths.json', 'annotations.json', 'sample_settings.json', 'decoded.npy',
@@ -55,7 +55,8 @@ def generate(out, num_images, shape_limit, settings, log=True):
         truths, annotations = {}, {}
         start = time.time()
         if settings['workers'] > 1:
-            with multiprocessing.get_context('fork').Pool(settings['workers']) as pool:
+            with multiprocessing.get_context('fork').Pool(
+                    settings['workers'], initializer=helper_signals) as pool:
                 results = list(pool.imap(_write_one, jobs, chunksize=8))
         else:
             results = [_write_one(job) for job in jobs]

@@ -34,6 +34,15 @@ def worker_signals():
     signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+def helper_signals():
+    """Initializer of a forked worker that writes only into what its parent owns (and cleans
+    up): Ctrl-C is the parent's, and SIGTERM (Pool.terminate, also at every normal exit of a
+    `with Pool` block) ends it at once. The inherited Python handler would run the
+    interpreter's exit in a copy of a multi-threaded process, which can hang on a lock."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def run_main(main):
     """Run main(); turn UserError (and Ctrl-C or SIGTERM, e.g. from `timeout` or `kill`) into a
     one-line message and an exit status."""

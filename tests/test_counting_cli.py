@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def run(script, *args, ok=True):
     proc = subprocess.run([sys.executable, os.path.join(ROOT, 'counting', script)] +
                           [str(a) for a in args], capture_output=True, text=True, cwd=ROOT,
-                          env=dict(os.environ, OMP_NUM_THREADS='1'))
+                          env=dict(os.environ, OMP_NUM_THREADS='1'), timeout=600)
     if ok:
         assert proc.returncode == 0, proc.stderr
     return proc

@@ -226,7 +226,7 @@ def test_expected_shape_area_follows_the_sampler():
 def script(*args):
     return subprocess.run([sys.executable, os.path.join(ROOT, 'counting', 'localise.py')] +
                           [str(a) for a in args], capture_output=True, text=True, cwd=ROOT,
-                          env=dict(os.environ, OMP_NUM_THREADS='1'))
+                          env=dict(os.environ, OMP_NUM_THREADS='1'), timeout=600)
 
 
 def test_localise_script_end_to_end_prints_seconds_per_method(tmp_path):

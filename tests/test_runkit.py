@@ -143,6 +143,28 @@ def test_the_workers_of_a_pool_stop_quietly():
     assert (done.returncode, done.stdout, done.stderr) == (0, '[1, 2]\n', '')
 
 
+HELPER_POOLS = """
+import multiprocessing
+import numpy
+from runkit.cli import helper_signals, run_main
+
+def main():
+    for _ in range(40):   # each exit terminates the workers (SIGTERM)
+        with multiprocessing.get_context('fork').Pool(2, initializer=helper_signals) as pool:
+            assert pool.map(abs, [-1, -2]) == [1, 2]
+    print('done')
+
+run_main(main)
+"""
+
+
+def test_forked_helpers_end_at_once_at_every_pool_exit():
+    # the counting dataset pools: their workers must not run the interpreter's exit on SIGTERM
+    done = subprocess.run([sys.executable, '-c', HELPER_POOLS], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert (done.returncode, done.stdout, done.stderr) == (0, 'done\n', '')
+
+
 def test_the_recorded_command_is_shell_quoted(monkeypatch):
     argv = ['friendly/evaluate.py', '--results', 'my results', "--recorded", "it's.json:PD"]
     monkeypatch.setattr(sys, 'argv', argv)
