@@ -21,6 +21,7 @@ from runkit.cli import Parser, UserError, positive_int, run_main
 from runkit.provenance import atomic_write, make_folder, provenance, record_title, write_text
 
 SPLIT = 0.01          # layer-1 scales further apart than this: the paths have split
+JUMP = 0.3            # the layer-1 scale rising this much in one epoch: the jump before collapse
 ARITHMETICS = ('device', 'cuda')
 
 
@@ -54,6 +55,14 @@ def collapse_epoch(log):
     return None
 
 
+def jump_epoch(log, key='main/elastic_scale_1', rise=JUMP):
+    """First epoch whose `key` is more than `rise` above the previous epoch's, else None."""
+    for before, e in zip(log, log[1:]):
+        if e[key] - before[key] > rise:
+            return e['epoch']
+    return None
+
+
 def compare(logs):
     """{seed: summary} from {seed: {arithmetic: log}}."""
     out = {}
@@ -61,6 +70,7 @@ def compare(logs):
         out[seed] = {'split_epoch': split_epoch(pair['device'], pair['cuda']),
                      'epochs': {a: len(pair[a]) for a in ARITHMETICS},
                      'collapse_epoch': {a: collapse_epoch(pair[a]) for a in ARITHMETICS},
+                     'jump_epoch': {a: jump_epoch(pair[a]) for a in ARITHMETICS},
                      'collapse': {a: tables.collapse(pair[a]) for a in ARITHMETICS}}
     return out
 
@@ -96,9 +106,10 @@ def markdown(result, logs, prov):
              'is more than %d points below its best.' % (prov['command'], prov['commit'],
                                                           prov['device'], prov['date'],
                                                           100 * tables.COLLAPSE_DROP), '',
-             '| seed | layer-1 scales split at epoch | device: epochs, peak -> final train acc., '
-             'collapsed (from epoch) | cuda: epochs, peak -> final train acc., collapsed (from '
-             'epoch) |', '|---|---|---|---|']
+             'The layer-1 scale "jumps" when it rises by more than %.1f in one epoch.' % JUMP,
+             '', '| seed | layer-1 scales split at epoch | layer-1 scale jumps at epoch: device / '
+             'cuda | device: epochs, peak -> final train acc., collapsed (from epoch) | cuda: '
+             'epochs, peak -> final train acc., collapsed (from epoch) |', '|---|---|---|---|---|']
     for seed, r in result.items():
         cells = []
         for a in ARITHMETICS:
@@ -107,12 +118,15 @@ def markdown(result, logs, prov):
                 r['epochs'][a], 100 * c['peak_training_accuracy'],
                 100 * c['final_training_accuracy'],
                 '**yes** (%s)' % r['collapse_epoch'][a] if c['collapsed'] else 'no'))
-        lines.append('| %d | %s | %s | %s |' % (seed, r['split_epoch'] or 'never', *cells))
+        lines.append('| %d | %s | %s / %s | %s | %s |' % (
+            seed, r['split_epoch'] or 'never', r['jump_epoch']['device'] or 'never',
+            r['jump_epoch']['cuda'] or 'never', *cells))
     lines += ['', 'Layer-1 Elastic Sigmoid scale s (epoch mean) and training accuracy, both '
-              'arithmetics, to two epochs after the later collapse (or the split):', '']
+              'arithmetics, to two epochs after the later collapse, jump or split:', '']
     for seed, pair in logs.items():
-        marks = [e for e in list(result[seed]['collapse_epoch'].values()) +
-                 [result[seed]['split_epoch']] if e]
+        r = result[seed]
+        marks = [e for e in list(r['collapse_epoch'].values()) + list(r['jump_epoch'].values())
+                 + [r['split_epoch']] if e]
         stop = max(marks or [10]) + 2
         lines += ['GMRES seed %d:' % seed, '', '| epoch | s device | s cuda | acc. device | '
                   'acc. cuda |', '|---|---|---|---|---|']

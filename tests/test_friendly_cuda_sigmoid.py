@@ -218,7 +218,8 @@ def test_arithmetic_split_finds_where_the_layer_1_scale_paths_part(tmp_path, mon
         not result[5]['collapse']['cuda']['collapsed']
     text = arithmetic_split.markdown(result, {5: {'device': device, 'cuda': cuda}},
                                      {'command': 'c', 'commit': 'x', 'device': 'd', 'date': 't'})
-    assert '| 5 | 3 | 5, 93.0 % -> 30.0 %, **yes** (4) | 5, 95.0 % -> 95.0 %, no |' in text
+    assert '| 5 | 3 | 4 / never | 5, 93.0 % -> 30.0 %, **yes** (4) | 5, 95.0 % -> 95.0 %, no |' \
+        in text
     assert arithmetic_split.collapse_epoch(cuda) is None
     with pytest.raises(Exception, match='no finished GMRES seed 9 run in the cuda arithmetic'):
         arithmetic_split.log_of(9, 'cuda', str(tmp_path))
