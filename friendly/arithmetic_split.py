@@ -149,12 +149,13 @@ def main():
     parser.add_argument('--out', default=os.path.join('runs', 'friendly', 'arithmetic_split'),
                         help='folder for arithmetic_split.md and .png (default %(default)s)')
     args = parser.parse_args()
+    prov = provenance()   # before anything is written: a clean tree stays clean in the record
     logs = {s: {'device': log_of(s, 'device', args.device_store),
                 'cuda': log_of(s, 'cuda', args.cuda_store)} for s in args.seeds}
     result = compare(logs)
     out = make_folder(args.out)
     plot(logs, os.path.join(out, 'arithmetic_split.png'))
-    text = markdown(result, logs, provenance())
+    text = markdown(result, logs, prov)
     write_text(os.path.join(out, 'arithmetic_split.md'), text)
     print(text)
     print('wrote %s/arithmetic_split.md and arithmetic_split.png' % out)
