@@ -245,9 +245,10 @@ def test_train_in_the_cuda_arithmetic(env):
         'results/gmres-seeds/weights/friendly --cuda-store results/gmres-seeds-cuda/weights/'
         'friendly --out results/gmres-seeds-cuda')
 def test_arithmetic_split(env, tmp_path):
-    """Exactly, in a scratch copy of the code and the two stores: it re-makes the record."""
+    """Exactly, in a scratch copy of the code and the stores: it re-makes the record."""
     scratch = tmp_path / 'checkout'
-    for part in ('friendly', 'runkit', os.path.join('results', 'gmres-seeds'),
+    for part in ('friendly', 'runkit', os.path.join('results', 'weights', 'friendly'),
+                 os.path.join('results', 'gmres-seeds'),
                  os.path.join('results', 'gmres-seeds-cuda')):
         shutil.copytree(os.path.join(ROOT, part), scratch / part,
                         ignore=shutil.ignore_patterns('__pycache__'))
