@@ -23,7 +23,9 @@ mode, or no Batch Renormalization), each attack after the thesis's FGSM runs onl
 images still robust after the ones before it ('robust-only'): an image's verdict under an
 attack does not depend on which other images are attacked (attacks.py draws every random
 number for the whole batch), so the worst case is the one of running every attack on every
-image, at a fraction of the cost; each column then reports the robust accuracy after it and
+image, at a fraction of the cost (exactly so with one BLAS thread; with several, the size of a
+batch changes the rounding of its products, and an image on the edge can come out otherwise:
+1 of 400 in the test's case); each column then reports the robust accuracy after it and
 every column before it (cumulative). In 'batch' mode an image's output depends on the other
 199 images of its batch, so leaving out the broken images would change the statistics the
 remaining ones are classified with: there every attack runs on every image ('every image'),
