@@ -290,6 +290,7 @@ def test_robust_only_schedule_gives_the_worst_case_of_every_attack_on_every_imag
     one_thread = dict(os.environ, OMP_NUM_THREADS='1', OPENBLAS_NUM_THREADS='1',
                       MKL_NUM_THREADS='1')
     done = subprocess.run([sys.executable, '-c', 'import sys; sys.path.insert(0, %r); '
+                           'import runkit.chainer_compat; '   # as conftest.py, before Chainer
                            'import test_friendly_attacks_reliable as t; '
                            't.robust_only_equals_every_image(%r)' % (TESTS, name)],
                           env=one_thread, capture_output=True, text=True, timeout=600)
