@@ -49,8 +49,8 @@ def test_siblings_differ_only_in_what_their_figure_names(family, suffix):
     if family == 'small' and activation != 'sigmoid':
         same.remove('epochs')     # the sigmoid analogues train 30 epochs, ReLU and SoftPlus 20
         assert (base['epochs'], sibling['epochs']) == (30, 20)
-    if family == 'small' and suffix == '-softplus':
-        same.remove('lr')         # lr 0.07 kills the SoftPlus output at 96 px
+    if family == 'small' and suffix in ('-softplus', '-sigmoid-per-shape'):
+        same.remove('lr')         # lr 0.07 kills the SoftPlus output, underfits sigmoid 2.7
         assert sibling['lr'] == 0.02
     assert {k: sibling[k] for k in same} == {k: base[k] for k in same}
 
