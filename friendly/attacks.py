@@ -50,7 +50,7 @@ import numpy as np
 
 from friendly import mnist
 from friendly.defaults import APGD, APGD_T, PGD, PROTOCOL, SQUARE  # noqa: F401 (re-exported)
-from friendly.elastic_sigmoid import ElasticSigmoidLink
+from friendly.functions.elastic_sigmoid import ElasticSigmoidLink
 from friendly.objective import one_hot, squared_distance
 from runkit.cli import UserError
 

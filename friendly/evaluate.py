@@ -190,7 +190,7 @@ def main():
     if args.arithmetic == 'cuda':
         note += (' Every sigmoid (plain and Elastic) computed, in training and in every test, '
                  'as Chainer\'s CUDA kernel computes it (the thesis\'s GPU; '
-                 'friendly/cuda_sigmoid.py), not in the device\'s own arithmetic.')
+                 'friendly/functions/cuda_sigmoid.py), not in the device\'s own arithmetic.')
     note += ' Black-box source: %s seed %d.' % (SOURCE, source['seed'])
     if missing:
         note += ' **Not yet trained, so left out:** %s.' % ', '.join(missing)

@@ -9,10 +9,10 @@ import chainer
 import chainer.functions as F
 import chainer.links as L
 
-from friendly.angular import Angular
-from friendly.cuda_sigmoid import cuda_sigmoid
+from friendly.functions.angular import Angular
+from friendly.functions.cuda_sigmoid import cuda_sigmoid
 from friendly.defaults import NETWORKS, PROTOCOL
-from friendly.elastic_sigmoid import ElasticSigmoidLink
+from friendly.functions.elastic_sigmoid import ElasticSigmoidLink
 from runkit.cli import UserError
 from runkit.renorm import BatchRenormalization
 
@@ -30,7 +30,7 @@ ARITHMETICS = ('device', 'cuda')
 
 
 def _pairwise_difference_layer(in_size, out_size):
-    from friendly.pairwise_difference import PairwiseDifference
+    from friendly.functions.pairwise_difference import PairwiseDifference
     side = int(round(in_size ** 0.5))
     return _FlatPairwiseDifference(PairwiseDifference(1, out_size, side))
 

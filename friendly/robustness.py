@@ -42,7 +42,7 @@ import chainer
 import numpy as np
 
 from friendly import attacks
-from friendly.cuda_sigmoid import float64_copy, with_cuda_sigmoid
+from friendly.functions.cuda_sigmoid import float64_copy, with_cuda_sigmoid
 from friendly.defaults import EVALUATION, PROTOCOL
 
 Column = collections.namedtuple('Column', [

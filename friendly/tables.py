@@ -4,7 +4,8 @@ A network (name, seed) is taken, in order, from the committed weights (friendly/
 checksum verified), from a finished run folder with identical settings, or trained (unless
 training is forbidden). Each victim is scored on the test images in batches of 200: clean,
 white-box FGSM (its own gradients) and black-box FGSM (gradients of the one `source` network),
-then again with the GPU's sigmoid arithmetic (friendly/cuda_sigmoid.py), a labelled diagnostic.
+then again with the GPU's sigmoid arithmetic (friendly/functions/cuda_sigmoid.py), a labelled
+diagnostic.
 """
 import collections
 import contextlib
@@ -18,7 +19,7 @@ import chainer
 import numpy as np
 
 from friendly import attacks, training, weights
-from friendly.cuda_sigmoid import with_cuda_sigmoid
+from friendly.functions.cuda_sigmoid import with_cuda_sigmoid
 from friendly.defaults import PROTOCOL, THESIS_RESULTS
 from runkit.cli import UserError, worker_signals
 from runkit.provenance import atomic_write, make_folder, record_title
@@ -29,7 +30,7 @@ ROWS = (('white_box_fgsm', 'Table 3.2 white-box FGSM'),
         ('clean', 'Table 3.3 clean'))
 # Beyond the thesis, a diagnostic of the FGSM columns: how many entries of the FGSM gradient
 # are exactly 0, and the whole measurement again with the sigmoid computed as on the thesis's GPU
-# (friendly/cuda_sigmoid.py), beside the thesis's value of the same row.
+# (friendly/functions/cuda_sigmoid.py), beside the thesis's value of the same row.
 CUDA = '_cuda_sigmoid'
 DIAGNOSTIC_ROWS = (('zero_gradient', 'FGSM gradient entries exactly 0 (%)', None),
                    ('zero_gradient' + CUDA, 'the same, CUDA sigmoid (%)', None),
@@ -250,8 +251,8 @@ def markdown(table, note, prov):
     lines += ['', '## Why the FGSM columns differ (diagnostic, beyond the thesis)', '',
               'The thesis ran Chainer on a GPU, whose sigmoid kernel computes tanh in float64 and '
               'keeps tiny nonzero outputs (and gradients) where the CPU\'s float32 sigmoid is '
-              'exactly 0 (friendly/cuda_sigmoid.py). Below, the same networks and test with '
-              'that CUDA arithmetic of the sigmoid (in the victim and in the source; Elastic '
+              'exactly 0 (friendly/functions/cuda_sigmoid.py). Below, the same networks and test '
+              'with that CUDA arithmetic of the sigmoid (in the victim and in the source; Elastic '
               'Sigmoid unchanged), beside the thesis. Mean ± sample standard deviation '
               '[min–max]. The black-box source\'s FGSM gradient is exactly 0 in %.2f %% of its '
               'entries (CUDA sigmoid: %.2f %%).' % (prov['source']['zero_gradient'],

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from friendly import attacks, evaluate, tables, training, weights
-from friendly.cuda_sigmoid import with_cuda_sigmoid
+from friendly.functions.cuda_sigmoid import with_cuda_sigmoid
 from friendly.networks import build_network
 from runkit.cli import UserError
 from runkit.renorm import BatchRenormalization

@@ -1,6 +1,6 @@
 """Speed of the thesis protocol's two hot loops on this machine, against their targets.
 
-    python friendly/bench.py [--iterations 2000] [--device @numpy]
+    python friendly/benchmarks/bench.py [--iterations 2000] [--device @numpy]
 
 1. Training S: milliseconds per iteration at batch 20 (the StandardUpdater of train.py:
    iterator, forward, backward, momentum SGD update). Target on a 2-core CPU: <= 2 ms.

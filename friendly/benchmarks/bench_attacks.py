@@ -1,9 +1,9 @@
 """Time the attacks beyond the thesis: Square Attack, and the whole robustness evaluation of
 friendly/robustness_eval.py measured on a subset and extrapolated to its default size.
 
-    python friendly/bench_attacks.py                         # report under runs/friendly/bench/
-    python friendly/bench_attacks.py --images 500 --networks S RS
-    python friendly/bench_attacks.py --results results/bench_attacks.md
+    python friendly/benchmarks/bench_attacks.py              # report under runs/friendly/bench/
+    python friendly/benchmarks/bench_attacks.py --images 500 --networks S RS
+    python friendly/benchmarks/bench_attacks.py --results results/bench_attacks.md
 
 Targets on a 2-core CPU: Square with 1,000 queries on 1,000 test images of S in at most 60 s;
 the default evaluation (S, RS, A, GMR, GMRES; 10,000 test images; eps 77; both Batch
@@ -20,7 +20,8 @@ import argparse
 import os
 import time
 
-from friendly import attacks, benchmarking, robustness, weights
+from friendly import attacks, robustness, weights
+from friendly.benchmarks import benchmarking
 from friendly.defaults import NETWORKS, PROTOCOL, SOURCE
 from friendly.robustness_eval import CURVE_EPSILONS, find_entry
 from runkit.cli import Parser, UserError, positive_int, run_main
@@ -51,7 +52,7 @@ def time_square(net, x, t, epsilon, queries, device):
 
 
 def main():
-    parser = Parser(prog='friendly/bench_attacks.py', description=__doc__,
+    parser = Parser(prog='friendly/benchmarks/bench_attacks.py', description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--images', type=positive_int, default=1000,
                         help='test images the evaluation is timed on (a multiple of 200)')
