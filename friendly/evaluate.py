@@ -147,15 +147,15 @@ def main():
     missing = []
     if args.from_weights or args.only_available:
         missing = ['%s seed %d' % (s['network'], s['seed']) for s in plan
-                   if tables.locate(s, store) is None]
+                   if weights.locate(s, store) is None]
         needed = [source] + [settings(n, seeds[0]) for n in args.networks]
-        if missing and (args.from_weights or any(tables.locate(s, store) is None for s in needed)):
+        if missing and (args.from_weights or any(weights.locate(s, store) is None for s in needed)):
             raise UserError('%s: no committed weights or finished run for %s' % (
                 '--from-weights' if args.from_weights else '--only-available (the source '
                 'and every default seed are needed)', ', '.join(missing)))
     else:
         tables.train_missing(plan, args.device, args.jobs, args.mnist_dir, store)
-    found = [f for f in (tables.locate(s, store) for s in plan) if f is not None]
+    found = [f for f in (weights.locate(s, store) for s in plan) if f is not None]
 
     data = attacks.test_set(test_subset, args.mnist_dir)
     scores = tables.score(found[1:], found[0], data, args.device, bn_mode=args.bn_mode,
@@ -164,9 +164,9 @@ def main():
     for name in args.networks:
         founds = [f for f in found[1:] if f.settings['network'] == name]
         runs = [dict(scores[(name, f.settings['seed'])], seed=f.settings['seed'],
-                     **tables.describe(f)) for f in founds]
+                     **f.describe()) for f in founds]
         if NETWORKS[name].activation == 'elastic_sigmoid':
-            logs = {'%s seed %d' % (name, f.settings['seed']): tables.training_log(f)
+            logs = {'%s seed %d' % (name, f.settings['seed']): f.training_log()
                     for f in founds}
             for run, log in zip(runs, logs.values()):
                 run['elastic_sigmoid'] = tables.collapse(log)
@@ -202,8 +202,8 @@ def main():
                  'points below its best%s; Elastic Sigmoid scales per epoch in %s_scales.png).'
                  % (name, len(gone), len(table[name]['seeds']), 100 * tables.COLLAPSE_DROP,
                     ': seed ' + ', '.join(map(str, gone)) if gone else '', name))
-    source_info = tables.describe(found[0])
-    source_info.update(tables.zero_gradient_percent(tables.load(found[0], args.device), data,
+    source_info = found[0].describe()
+    source_info.update(tables.zero_gradient_percent(found[0].load(args.device), data,
                                                     args.device, args.bn_mode))
     prov = provenance(args.device, wall_time_s=round(time.time() - started, 1), seeds=seeds,
                       source=dict(seed=source['seed'], protocol=source['protocol'],

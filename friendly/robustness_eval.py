@@ -56,23 +56,6 @@ def parse_seeds(pairs):
     return out
 
 
-def find_entry(manifest, name, seed, protocol):
-    """The manifest entry of network `name` with `seed`: trained with `protocol` if there is
-    one, else with a capped variant of it (e.g. thesis-e20); None if absent."""
-    found = [e for e in manifest.values() if e['network'] == name and e['seed'] == seed
-             and (e['protocol'] == protocol or e['protocol'].startswith(protocol + '-'))]
-    found.sort(key=lambda e: (e['protocol'] != protocol, e['protocol']))
-    return found[0] if found else None
-
-
-def load(store, name, seed, protocol, device):
-    """(network, manifest entry) from the committed store, or (None, None) if absent."""
-    entry = find_entry(weights.read_manifest(store), name, seed, protocol)
-    if entry is None:
-        return None, None
-    return weights.load_committed(entry, device, store), entry
-
-
 class CountingCache(robustness.Cache):
     """The per-image cache, counting what this run read back and what it computed (said in the
     record, so that a table rebuilt from the cache does not pass for a fast computation)."""
@@ -159,8 +142,8 @@ def main():
         make_folder(folder)   # a one-line error now, not after the attacks
     started = time.time()
 
-    source, source_entry = load(args.store, SOURCE, NETWORKS[SOURCE].seed, args.protocol,
-                                device)
+    source, source_entry = weights.load_stored(args.store, SOURCE, NETWORKS[SOURCE].seed,
+                                               args.protocol, device)
     if source is None:
         raise UserError('the black-box source (%s, seed %d, protocol %s) is not in %s yet'
                         % (SOURCE, NETWORKS[SOURCE].seed, args.protocol, args.store))
@@ -174,7 +157,7 @@ def main():
     networks, skipped = {}, {}
     for name in args.networks:
         seed = seeds.get(name, NETWORKS[name].seed)
-        victim, entry = load(args.store, name, seed, args.protocol, device)
+        victim, entry = weights.load_stored(args.store, name, seed, args.protocol, device)
         if victim is None:
             skipped[name] = 'seed %d (protocol %s) is not in the committed weights' % (
                 seed, args.protocol)

@@ -1,15 +1,13 @@
 """Thesis Tables 3.2 and 3.3: find or train every network, attack it, summarise over seeds.
 
-A network (name, seed) is taken, in order, from the committed weights (friendly/weights.py,
-checksum verified), from a finished run folder with identical settings, or trained (unless
-training is forbidden). Each victim is scored on the test images in batches of 200: clean,
+A network (name, seed) is taken, in order, from the committed weights, from a finished run
+folder with identical settings (friendly/weights.py: locate), or trained (unless training is
+forbidden). Each victim is scored on the test images in batches of 200: clean,
 white-box FGSM (its own gradients) and black-box FGSM (gradients of the one `source` network),
 then again with the GPU's sigmoid arithmetic (friendly/functions/cuda_sigmoid.py), a labelled
 diagnostic.
 """
-import collections
 import contextlib
-import json
 import multiprocessing
 import os
 import time
@@ -23,7 +21,7 @@ from friendly.functions.cuda_sigmoid import with_cuda_sigmoid
 from friendly.defaults import PROTOCOL, THESIS_RESULTS
 from runkit.cli import UserError, worker_signals
 from runkit.provenance import atomic_write, make_folder, record_title
-from runkit.training import snapshots
+from runkit.runs import RunFolder
 
 ROWS = (('white_box_fgsm', 'Table 3.2 white-box FGSM'),
         ('black_box_fgsm', 'Table 3.2 black-box FGSM'),
@@ -39,59 +37,16 @@ DIAGNOSTIC_ROWS = (('zero_gradient', 'FGSM gradient entries exactly 0 (%)', None
                    ('black_box_fgsm' + CUDA, 'black-box FGSM, CUDA sigmoid', 'black_box_fgsm'))
 SUMMARISED = tuple(k for k, _ in ROWS) + tuple(k for k, _, _ in DIAGNOSTIC_ROWS)
 
-# Where a network comes from: its settings, 'committed' (entry, store folder) or 'run'
-# (run folder, record).
-Found = collections.namedtuple('Found', 'settings origin entry folder record')
-
-
-def locate(settings, store=None):
-    """The committed weights (in `store`, then in the repository's store) or the finished run
-    trained with exactly `settings`, else None."""
-    for folder in dict.fromkeys([store or weights.STORE, weights.STORE]):
-        entry = weights.find(settings, folder)
-        if entry:
-            return Found(settings, 'committed', entry, folder, None)
-    folder = training.run_folder(settings)
-    record = training.finished(folder, settings)
-    if record:
-        return Found(settings, 'run', None, folder, record)
-    return None
-
-
-def load(found, device):
-    if found.origin == 'committed':
-        return weights.load_committed(found.entry, device, found.folder)
-    return weights.load_run(found.folder, device)[0]
-
-
-def describe(found):
-    """Training facts of a found network, from its manifest entry or run record."""
-    if found.origin == 'committed':
-        e = found.entry
-        return {'epochs': e['epochs_trained'], 'early_stopped': e['early_stopped'],
-                'best_validation_epoch': e['best_validation_epoch'],
-                'final_training_loss': e['final_training_loss'],
-                'train_device': e['trained_on'], 'train_commit': e['trained_at_commit'],
-                'train_wall_time_s': e['train_wall_time_s'], 'weights': e['file'],
-                'weights_sha256': e['sha256']}
-    r = found.record
-    return {'epochs': r['epochs_trained'], 'early_stopped': r['early_stopped'],
-            'best_validation_epoch': r['best_validation_epoch'],
-            'final_training_loss': r['final_training_loss'],
-            'train_device': r['provenance']['device'], 'train_commit': r['provenance']['commit'],
-            'train_wall_time_s': r['wall_time_s'], 'run_folder': found.folder}
-
-
 def _train_logged(job):
     """One training run in a worker process, its console output (and any traceback) in
     <run folder>/train.log; returns (settings, None) or (settings, a one-line error)."""
     settings, device, mnist_dir = job
-    folder = training.run_folder(settings)
+    folder = weights.run_folder(settings)
     make_folder(folder)
     with open(os.path.join(folder, 'train.log'), 'a') as log, \
             contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         try:
-            training.train(settings, folder, device, resume=bool(snapshots(folder)),
+            training.train(settings, folder, device, resume=bool(RunFolder(folder).snapshots()),
                            progress=False, mnist_dir=mnist_dir,
                            restart_advice='remove %s to train it from the start' % folder)
         except UserError as err:
@@ -106,7 +61,7 @@ def _train_logged(job):
 def train_missing(plan, device='@numpy', jobs=1, mnist_dir=None, store=None):
     """Train (or resume) every settings dict of `plan` that has no network yet, `jobs` at once;
     an interruption (Ctrl-C, SIGTERM) or a failed run stops every worker."""
-    todo = [s for s in plan if locate(s, store) is None]
+    todo = [s for s in plan if weights.locate(s, store) is None]
     if not todo:
         return
     started = time.time()
@@ -115,7 +70,7 @@ def train_missing(plan, device='@numpy', jobs=1, mnist_dir=None, store=None):
     with context.Pool(min(jobs, len(todo)), initializer=worker_signals) as pool:
         for s in todo:
             print('  %s seed %d in %s (log: train.log there)'
-                  % (s['network'], s['seed'], training.run_folder(s)), flush=True)
+                  % (s['network'], s['seed'], weights.run_folder(s)), flush=True)
         runs = pool.imap_unordered(_train_logged, [(s, device, mnist_dir) for s in todo])
         for done, (s, error) in enumerate(runs, 1):
             if error:
@@ -144,14 +99,14 @@ def score(victims, source, data, device, attack_names=('fgsm',), epsilon=PROTOCO
     """{(name, seed): percent dict} for every found victim, against one source: accuracy clean
     and under each attack, the same with the CUDA sigmoid (keys ending in _cuda_sigmoid), and
     the zero-gradient diagnostic. With `progress`, a line per victim and step with its time."""
-    source_net = load(source, device)
+    source_net = source.load(device)
     out = {}
     started = time.time()
     for k, found in enumerate(victims, 1):
         name = '[%d/%d] %s seed %d' % (k, len(victims), found.settings['network'],
                                        found.settings['seed'])
         victim_started = time.time()
-        net = load(found, device)
+        net = found.load(device)
         with _timed(progress, '%s: clean and %s, white- and black-box, on %d images'
                     % (name, ', '.join(attack_names), len(data[0]))):
             accuracy = attacks.evaluate(net, data[0], data[1], source_net, attack_names,
@@ -275,14 +230,6 @@ def markdown(table, note, prov):
         'Per network and seed (weights file and checksum, training commit, epochs, best '
         'validation epoch) see tables.json.', '']
     return '\n'.join(lines)
-
-
-def training_log(found):
-    """The per-epoch LogReport entries a found network was trained with."""
-    path = (os.path.join(found.folder, found.entry['log']) if found.origin == 'committed'
-            else os.path.join(found.folder, 'log'))
-    with open(path) as f:
-        return json.load(f)
 
 
 # A run collapsed when its last epoch's training accuracy is this far below its best epoch's.

@@ -185,7 +185,7 @@ def test_arithmetic_switch_reaches_every_sigmoid_and_is_recorded(tmp_path, mnist
         'GMRES', arithmetic='cuda')
     assert 'arithmetic' not in default and default['protocol'] == 'thesis'
     assert switched['arithmetic'] == 'cuda' and switched['protocol'] == 'thesis-cuda'
-    assert training.run_folder(switched).endswith(os.path.join('thesis-cuda', 'GMRES'))
+    assert weights.run_folder(switched).endswith(os.path.join('thesis-cuda', 'GMRES'))
     settings = training.settings_for('GMRES', epochs=1, train_subset=200, arithmetic='cuda')
     run = str(tmp_path / 'run')
     record = training.train(settings, run, progress=False, mnist_dir=mnist_folder)

@@ -278,7 +278,7 @@ def test_evaluate_names_the_folder_to_remove_when_no_snapshot_can_resume(tmp_pat
     # evaluate.py trains missing networks itself and has no --force: its advice is the folder
     monkeypatch.setenv('LENSES_RUNS', str(tmp_path))
     settings = training.settings_for('S', epochs=1, train_subset=200)
-    folder = training.run_folder(settings)
+    folder = weights.run_folder(settings)
     os.makedirs(folder)
     with open(os.path.join(folder, 'snapshot'), 'wb') as f:
         f.write(b'PK\x03\x04 not a whole archive')

@@ -16,6 +16,7 @@ import pytest
 
 from runkit import cli, devices, provenance
 from runkit.renorm import BatchRenormalization
+from runkit.runs import RunFolder
 from runkit.training import ShuffleOrder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -209,3 +210,21 @@ def test_records_say_in_their_first_line_when_made_from_uncommitted_changes(reco
         first = text.splitlines()[0]
         assert first.startswith('# ')
         assert first.endswith('(made from a working tree with uncommitted changes)') == flagged
+
+
+def test_a_run_folder_is_finished_only_with_its_model_and_a_finished_record(tmp_path):
+    folder = RunFolder(str(tmp_path))
+    assert folder.record() is None and folder.finished_record() is None
+    provenance.write_json(folder.settings_path, {'settings': {'seed': 1}, 'finished': True})
+    assert folder.finished_record() is None             # no model.npz yet
+    open(folder.model_path, 'wb').close()
+    assert folder.finished_record() == {'settings': {'seed': 1}, 'finished': True}
+    provenance.write_json(folder.settings_path, {'settings': {'seed': 1}, 'finished': False})
+    assert folder.finished_record() is None and folder.record()['finished'] is False
+    with open(folder.settings_path, 'w') as f:
+        f.write('{"settings": ')                          # a damaged record reads as none
+    assert folder.record() is None and folder.finished_record() is None
+    open(os.path.join(str(tmp_path), 'snapshot.previous'), 'wb').close()
+    open(os.path.join(str(tmp_path), 'snapshot'), 'wb').close()
+    assert folder.snapshots() == [os.path.join(str(tmp_path), name)
+                                  for name in ('snapshot', 'snapshot.previous')]

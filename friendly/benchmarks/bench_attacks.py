@@ -23,7 +23,7 @@ import time
 from friendly import attacks, robustness, weights
 from friendly.benchmarks import benchmarking
 from friendly.defaults import NETWORKS, PROTOCOL, SOURCE
-from friendly.robustness_eval import CURVE_EPSILONS, find_entry
+from friendly.robustness_eval import CURVE_EPSILONS
 from runkit.cli import Parser, UserError, positive_int, run_main
 from runkit.devices import get_device
 from runkit.provenance import provenance, record_title, write_text
@@ -33,11 +33,6 @@ EVALUATION_TARGET_S = 30 * 60.0
 DEFAULT_NETWORKS = ('S', 'RS', 'A', 'GMR', 'GMRES')
 FULL_TEST_SET = 10000
 CURVE_IMAGES = 1000
-
-
-def load(store, protocol, name, device):
-    entry = find_entry(weights.read_manifest(store), name, NETWORKS[name].seed, protocol)
-    return (weights.load_committed(entry, device, store), entry) if entry else (None, None)
 
 
 def time_square(net, x, t, epsilon, queries, device):
@@ -73,8 +68,10 @@ def main():
         raise UserError('--images must be a multiple of %d' % robustness.EVAL_BATCH)
     device = get_device(args.device)
     path = benchmarking.report_path(args.results, 'bench_attacks.md')
-    s_net, s_entry = load(args.store, args.protocol, 'S', device)
-    source, source_entry = load(args.store, args.protocol, SOURCE, device)
+    s_net, s_entry = weights.load_stored(args.store, 'S', NETWORKS['S'].seed, args.protocol,
+                                         device)
+    source, source_entry = weights.load_stored(args.store, SOURCE, NETWORKS[SOURCE].seed,
+                                               args.protocol, device)
     if s_net is None or source is None:
         raise UserError('S and the source must be in %s (protocol %s)' % (args.store,
                                                                          args.protocol))
@@ -135,7 +132,8 @@ def evaluation(args, device, source, source_entry, x, t):
              '| extrapolated |', '|---|---|---|---|---|---|---|---|']
     measured, estimates = {}, []
     for name in args.networks:
-        net, entry = load(args.store, args.protocol, name, device)
+        net, entry = weights.load_stored(args.store, name, NETWORKS[name].seed, args.protocol,
+                                          device)
         if net is None:
             estimates.append(name)
             continue
