@@ -24,8 +24,10 @@ rounding to integers and clipping to the ball and the pixel range is the project
 Budgets (steps, restarts, targets, queries) default to friendly/defaults.py; every attack
 takes its options by name and rejects any other (a misspelt budget is a TypeError).
 
-Pre-activation outputs z: every network here ends in a monotone activation (sigmoid, Elastic
-Sigmoid, none), so arg-max z is the prediction, while z itself does not saturate.
+Logits z: the pre-activation outputs of the network's last layer, from the network's own
+`logits(x, bn_mode, group)` (friendly/networks.py: FCNet.logits), which also returns the outputs
+y; arg-max z is the prediction, while z itself does not saturate. `group` (the evaluation
+batch, 200) lets several batches go through at once in 'batch' mode, each on its own statistics.
 
 Surrogate gradients (beyond the thesis): pgd, apgd, apgd_ce and apgd_t take a `surrogate`, the
 same network computed in other arithmetic (cuda_sigmoid.with_cuda_sigmoid: the thesis GPU's
@@ -50,7 +52,6 @@ import numpy as np
 
 from friendly import mnist
 from friendly.defaults import APGD, APGD_T, PGD, PROTOCOL, SQUARE  # noqa: F401 (re-exported)
-from friendly.functions.elastic_sigmoid import ElasticSigmoidLink
 from friendly.objective import one_hot, squared_distance
 from runkit.cli import UserError
 
@@ -85,63 +86,7 @@ def independent(net, bn_mode):
 
 
 # ---------------------------------------------------------------------------------------------
-# Pre-activation outputs
-
-def _group_batch_norm(h, link, group):
-    """Plain Batch Normalization (the 'batch' test mode) on each run of `group` rows of h."""
-    n, c = h.shape
-    full = n - n % group
-    parts = []
-    if full and not chainer.config.enable_backprop:
-        # the same arithmetic on arrays: a query of Square pays no graph bookkeeping
-        hg = h.array[:full].reshape(full // group, group, c)
-        centred = hg - hg.mean(axis=1, keepdims=True)
-        scale = link.gamma.array / link.xp.sqrt((centred ** 2).mean(axis=1, keepdims=True)
-                                                + link.eps)
-        parts.append(chainer.Variable((centred * scale + link.beta.array).reshape(full, c)))
-    elif full:
-        hg = F.reshape(h[:full], (full // group, group, c))
-        mean = F.mean(hg, axis=1, keepdims=True)
-        centred = hg - F.broadcast_to(mean, hg.shape)
-        var = F.mean(F.square(centred), axis=1, keepdims=True)
-        normed = centred / F.broadcast_to(F.sqrt(var + link.eps), hg.shape)
-        normed = F.reshape(normed, (full, c))
-        parts.append(normed * F.broadcast_to(link.gamma, normed.shape)
-                     + F.broadcast_to(link.beta, normed.shape))
-    if full < n:
-        parts.append(link(h[full:], 'batch'))
-    return parts[0] if len(parts) == 1 else F.concat(parts, axis=0)
-
-
-def pre_activation(net, x, bn_mode, group=None):
-    """(z, y): pre-activation outputs z (the logits) and the network's outputs y = act(z).
-
-    `group`: in 'batch' mode, the batch-statistics group size (the evaluation batch, 200), so
-    that several evaluation batches go through at once, each normalised by its own statistics.
-    For Elastic Sigmoid, z = s * h is the sigmoid's argument (monotone whatever the sign of s).
-    """
-    layers = getattr(net, 'layers', None)
-    if layers is None or not hasattr(net, 'activations'):
-        y = net(x, bn_mode)
-        return y, y
-    renorms = net.batch_renorms
-    h = x
-    with chainer.using_config('train', False):
-        for k, layer in enumerate(layers):
-            h = layer(h)
-            if renorms is not None:
-                if bn_mode == 'batch' and group and h.shape[0] > group:
-                    h = _group_batch_norm(h, renorms[k], group)
-                else:
-                    h = renorms[k](h, bn_mode)
-            if k < len(layers) - 1:
-                h = net.activations[k](h)
-        last = net.activations[len(layers) - 1]
-        y = last(h)
-    z = h * F.broadcast_to(last.s.reshape(()), h.shape) if isinstance(last, ElasticSigmoidLink) \
-        else h
-    return z, y
-
+# Losses of the logits
 
 def _other_best(z, t):
     """Largest z_i over i != t (per row), as a Variable."""
@@ -218,7 +163,7 @@ def _signs_as(gradient, dtype):
 def _misclassified(net, x, t, bn_mode, group):
     """Whether the network's outputs misclassify each image (no gradient recorded)."""
     with chainer.no_backprop_mode():
-        _, y = pre_activation(net, x, bn_mode, group)
+        _, y = net.logits(x, bn_mode, group)
     return y.array.argmax(axis=1) != t
 
 
@@ -233,7 +178,7 @@ def logit_loss_gradient(net, x, t, bn_mode, loss="margin", group=None, target=No
                                                    else 'takes no'))
     maker = net if surrogate is None else surrogate
     xv = chainer.Variable(_in_arithmetic(maker, x))
-    z, y = pre_activation(maker, xv, bn_mode, group)
+    z, y = maker.logits(xv, bn_mode, group)
     values = LOSSES[loss](z, t, target)
     gx, = chainer.grad([F.sum(values)], [xv])
     if surrogate is None:
@@ -245,7 +190,7 @@ def logit_loss_gradient(net, x, t, bn_mode, loss="margin", group=None, target=No
 def _margin_and_fooled(net, x, t, bn_mode, group):
     """z_y - max_{i != y} z_i (what Square lowers) and whether the outputs misclassify."""
     with chainer.no_backprop_mode():
-        z, y = pre_activation(net, x, bn_mode, group)
+        z, y = net.logits(x, bn_mode, group)
         return -margin_loss(z, t).array, y.array.argmax(axis=1) != t
 
 
@@ -470,7 +415,7 @@ def target_classes(net, x, t, bn_mode, targets, group=None):
     j < min(targets, classes - 1). Read from the real network at the clean images."""
     xp = chainer.backend.get_array_module(x)
     with chainer.no_backprop_mode():
-        z, _ = pre_activation(net, x, bn_mode, group)
+        z, _ = net.logits(x, bn_mode, group)
     z = z.array.copy()
     z[xp.arange(len(x)), t] = -np.inf
     order = xp.argsort(-z, axis=1, kind='stable').astype(t.dtype)

@@ -244,14 +244,14 @@ def test_every_attack_keeps_integer_pixels_in_the_ball_and_is_reproducible(train
 def test_grouped_batch_statistics_match_one_batch_at_a_time(trained):
     nets, x, t = trained
     rs = nets['RS']
-    z, y = attacks.pre_activation(rs, x, 'batch', group=200)
+    z, y = rs.logits(x, 'batch', group=200)
     one_by_one = np.concatenate([attacks.predict(rs, x[i:i + 200], 'batch')
                                  for i in range(0, 400, 200)])
     np.testing.assert_allclose(y.array, one_by_one, atol=2e-6)
     # the arg-max of the pre-activation outputs is the prediction
     assert np.array_equal(z.array.argmax(axis=1), one_by_one.argmax(axis=1))
     # 300 images: one group of 200 and a batch of 100 on its own statistics
-    _, y = attacks.pre_activation(rs, x[:300], 'batch', group=200)
+    _, y = rs.logits(x[:300], 'batch', group=200)
     np.testing.assert_allclose(y.array[200:], attacks.predict(rs, x[200:300], 'batch'),
                                atol=2e-6)
 
