@@ -19,7 +19,9 @@ rounding to integers and clipping to the ball and the pixel range is the project
               (pi: the classes sorted by z, descending) or the targeted margin z_t - z_y.
     square    Square Attack (Andriushchenko et al. 2020): gradient-free random search over
               +-eps vertices, on the margin of z.
-    transfer  examples made by an attack (APGD by default) on the black-box source network.
+
+An attack is made on one network; examples made on the black-box source and shown to the victim
+(black-box FGSM, transfer) are columns of friendly/robustness.py, which scores every attack.
 
 Budgets (steps, restarts, targets, queries) default to friendly/defaults.py; every attack
 takes its options by name and rejects any other (a misspelt budget is a TypeError).
@@ -50,10 +52,8 @@ import chainer
 import chainer.functions as F
 import numpy as np
 
-from friendly import mnist
-from friendly.defaults import APGD, APGD_T, PGD, PROTOCOL, SQUARE  # noqa: F401 (re-exported)
+from friendly.defaults import APGD, APGD_T, PGD, SQUARE
 from friendly.objective import one_hot, squared_distance
-from runkit.cli import UserError
 
 
 def predict(net, x, bn_mode):
@@ -74,10 +74,6 @@ def loss_gradient(net, x, t, bn_mode):
 def per_example_loss(net, x, t, bn_mode):
     y = predict(net, x, bn_mode)
     return ((y - one_hot(t, y.shape[1], y.dtype)) ** 2).sum(axis=1)
-
-
-def accuracy(net, x, t, bn_mode):
-    return int((predict(net, x, bn_mode).argmax(axis=1) == t).sum())
 
 
 def independent(net, bn_mode):
@@ -520,28 +516,13 @@ def square(net, x, t, epsilon, bn_mode='batch', queries=SQUARE['queries'],
     return xp.clip(x + delta, 0, 255)
 
 
-def transfer(net, x, t, epsilon, bn_mode='batch', source=None, attack='apgd', rng=None,
-             group=None, steps=None, restarts=None, targets=None, queries=None, only=None):
-    """Examples made white-box on the black-box `source` network, to be shown to `net`:
-    `attack` (a name of ATTACKS) run on the source with the budgets given (None: its
-    default); the attack rejects a budget it does not take."""
-    if source is None:
-        raise UserError('the transfer attack needs a source network')
-    if attack == 'transfer':
-        raise ValueError('transfer of a transfer')
-    options = {name: value for name, value in (
-        ('rng', rng), ('group', group), ('steps', steps), ('restarts', restarts),
-        ('targets', targets), ('queries', queries), ('only', only)) if value is not None}
-    return ATTACKS[attack](source, x, t, epsilon, bn_mode, **options)
-
-
 # name -> attack(net, x, t, epsilon, bn_mode, rng=..., **budget); 'fgsm' is the thesis's.
 ATTACKS = {'fgsm': fgsm, 'pgd': pgd, 'apgd': apgd, 'apgd_ce': apgd_ce, 'apgd_t': apgd_t,
-           'square': square, 'transfer': transfer}
-# What each one needs from the victim, for the gradient-masking checks.
+           'square': square}
+# What each one needs from the network it is made on, for the gradient-masking checks.
 KINDS = {'fgsm': 'single-step gradient', 'pgd': 'iterative gradient',
          'apgd': 'iterative gradient', 'apgd_ce': 'iterative gradient',
-         'apgd_t': 'iterative gradient', 'square': 'gradient-free', 'transfer': 'transfer'}
+         'apgd_t': 'iterative gradient', 'square': 'gradient-free'}
 
 
 def takes(name, option):
@@ -553,40 +534,3 @@ def attack_rng(seed, name, start, epsilon):
     """The random stream of one attack on the batch starting at image `start`: the same
     images come out whatever else is run, and in whatever order."""
     return np.random.RandomState([seed, zlib.crc32(name.encode()), start, int(epsilon)])
-
-
-def evaluate(victim, x, t, source=None, attacks=('fgsm',), epsilon=PROTOCOL['epsilon'],
-             bn_mode=PROTOCOL['bn_test_mode'], batch_size=PROTOCOL['eval_batch_size'],
-             device='@numpy', seed=0):
-    """Accuracy in percent: clean, each attack white-box and (with a source) black-box.
-
-    'transfer' gives one column, 'transfer' (APGD made on the source)."""
-    device = chainer.get_device(device)
-    rng = np.random.RandomState(seed)
-    correct = {'clean': 0}
-    if 'transfer' in attacks and source is None:
-        raise UserError('the transfer attack needs a source network')
-    for start in range(0, len(x), batch_size):
-        xb = device.send(x[start:start + batch_size])
-        tb = device.send(t[start:start + batch_size])
-        correct['clean'] += accuracy(victim, xb, tb, bn_mode)
-        for name in attacks:
-            attack = ATTACKS[name]
-            if name == 'transfer':
-                adv = attack(victim, xb, tb, epsilon, bn_mode, source=source, rng=rng)
-                correct['transfer'] = correct.get('transfer', 0) + accuracy(victim, adv, tb,
-                                                                            bn_mode)
-                continue
-            adv = attack(victim, xb, tb, epsilon, bn_mode, rng=rng)
-            key = 'white_box_' + name
-            correct[key] = correct.get(key, 0) + accuracy(victim, adv, tb, bn_mode)
-            if source is not None:
-                adv = attack(source, xb, tb, epsilon, bn_mode, rng=rng)
-                key = 'black_box_' + name
-                correct[key] = correct.get(key, 0) + accuracy(victim, adv, tb, bn_mode)
-    return {key: round(100.0 * n / len(x), 2) for key, n in correct.items()}
-
-
-def test_set(test_subset=None, mnist_dir=None):
-    _, (x, t) = mnist.load_mnist(mnist_dir)
-    return (x[:test_subset], t[:test_subset]) if test_subset else (x, t)

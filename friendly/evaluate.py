@@ -19,7 +19,7 @@ import json
 import os
 import time
 
-from friendly import attacks, tables, training, weights
+from friendly import mnist, tables, training, weights
 from friendly.defaults import NETWORKS, PROTOCOL, QUICK, SEEDS, SOURCE, THESIS_RESULTS, VICTIMS
 from friendly.networks import ARITHMETICS, BN_MODE_MEANING, BN_MODES
 from runkit.cli import Parser, UserError, positive_int, run_main
@@ -157,7 +157,7 @@ def main():
         tables.train_missing(plan, args.device, args.jobs, args.mnist_dir, store)
     found = [f for f in (weights.locate(s, store) for s in plan) if f is not None]
 
-    data = attacks.test_set(test_subset, args.mnist_dir)
+    data = mnist.test_set(test_subset, args.mnist_dir)
     scores = tables.score(found[1:], found[0], data, args.device, bn_mode=args.bn_mode,
                           progress=not args.no_progress)
     table, scale_plots = {}, {}

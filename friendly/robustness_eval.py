@@ -31,7 +31,7 @@ import shutil
 import time
 
 
-from friendly import attacks, robustness, weights
+from friendly import mnist, robustness, weights
 from friendly.defaults import EVALUATION, NETWORKS, PROTOCOL, SOURCE, THESIS_RESULTS, VICTIMS
 from friendly.networks import BN_MODE_MEANING, BN_MODES
 from runkit.cli import Parser, UserError, non_negative_int, positive_int, run_main
@@ -147,7 +147,7 @@ def main():
     if source is None:
         raise UserError('the black-box source (%s, seed %d, protocol %s) is not in %s yet'
                         % (SOURCE, NETWORKS[SOURCE].seed, args.protocol, args.store))
-    x_all, t_all = attacks.test_set(args.test_subset, args.mnist_dir)
+    x_all, t_all = mnist.test_set(args.test_subset, args.mnist_dir)
     budgets = {'steps': args.steps, 'restarts': args.restarts, 'targets': args.targets,
                'target_restarts': args.target_restarts, 'queries': args.queries}
     cache = CountingCache(None if args.no_cache else os.path.join(args.out, 'cache'))

@@ -16,7 +16,7 @@ import traceback
 import chainer
 import numpy as np
 
-from friendly import attacks, training, weights
+from friendly import robustness, training, weights
 from friendly.functions.cuda_sigmoid import with_cuda_sigmoid
 from friendly.defaults import PROTOCOL, THESIS_RESULTS
 from runkit.cli import UserError, worker_signals
@@ -83,42 +83,41 @@ def zero_gradient_percent(net, data, device, bn_mode):
     """Percent of the entries of the FGSM gradient dL/dx (clean test batches of 200) that are
     exactly 0, with Chainer's sigmoid and with the CUDA sigmoid."""
     device = chainer.get_device(device)
-    nets = {'zero_gradient': net, 'zero_gradient' + CUDA: with_cuda_sigmoid(net)}
-    zeros = dict.fromkeys(nets, 0)
-    x, t = data
-    for start in range(0, len(x), PROTOCOL['eval_batch_size']):
-        xb = device.send(x[start:start + PROTOCOL['eval_batch_size']])
-        tb = device.send(t[start:start + PROTOCOL['eval_batch_size']])
-        for key, variant in nets.items():
-            zeros[key] += int((attacks.loss_gradient(variant, xb, tb, bn_mode) == 0).sum())
-    return {key: round(100.0 * n / x.size, 2) for key, n in zeros.items()}
+    return {'zero_gradient' + suffix: robustness.zero_gradient_percent(
+        variant, data[0], data[1], bn_mode, device, ('squared_distance',))['squared_distance']
+        for suffix, variant in (('', net), (CUDA, with_cuda_sigmoid(net)))}
 
 
-def score(victims, source, data, device, attack_names=('fgsm',), epsilon=PROTOCOL['epsilon'],
+def score(victims, source, data, device, epsilon=PROTOCOL['epsilon'],
           bn_mode=PROTOCOL['bn_test_mode'], progress=False):
-    """{(name, seed): percent dict} for every found victim, against one source: accuracy clean
-    and under each attack, the same with the CUDA sigmoid (keys ending in _cuda_sigmoid), and
-    the zero-gradient diagnostic. With `progress`, a line per victim and step with its time."""
+    """{(name, seed): percent dict} for every found victim (weights.Found), against one source:
+    accuracy clean and under the thesis's FGSM, white- and black-box (robustness.Evaluator's
+    thesis columns), the same with the CUDA sigmoid in victim and source (keys ending in
+    _cuda_sigmoid), and the zero-gradient diagnostic. With `progress`, a line per victim and
+    step with its time."""
+    device = chainer.get_device(device)
     source_net = source.load(device)
+    evaluators = {suffix: robustness.Evaluator(made, device, {}, chunk=robustness.EVAL_BATCH)
+                  for suffix, made in (('', source_net), (CUDA, with_cuda_sigmoid(source_net)))}
     out = {}
     started = time.time()
     for k, found in enumerate(victims, 1):
-        name = '[%d/%d] %s seed %d' % (k, len(victims), found.settings['network'],
-                                       found.settings['seed'])
+        network, seed = found.settings['network'], found.settings['seed']
+        name = '[%d/%d] %s seed %d' % (k, len(victims), network, seed)
         victim_started = time.time()
-        net = found.load(device)
-        with _timed(progress, '%s: clean and %s, white- and black-box, on %d images'
-                    % (name, ', '.join(attack_names), len(data[0]))):
-            accuracy = attacks.evaluate(net, data[0], data[1], source_net, attack_names,
-                                        epsilon, bn_mode, device=device)
+        net, victim_id = found.load(device), weights.file_name(found.settings)
+        with _timed(progress, '%s: clean and fgsm, white- and black-box, on %d images'
+                    % (name, len(data[0]))):
+            accuracy = evaluators[''].accuracy(net, victim_id, data[0], data[1], epsilon,
+                                               bn_mode, robustness.THESIS_COLUMNS)
         with _timed(progress, '%s: the same with the CUDA sigmoid' % name):
-            on_cuda = attacks.evaluate(with_cuda_sigmoid(net), data[0], data[1],
-                                       with_cuda_sigmoid(source_net), attack_names, epsilon,
-                                       bn_mode, device=device)
+            on_cuda = evaluators[CUDA].accuracy(with_cuda_sigmoid(net), victim_id, data[0],
+                                                data[1], epsilon, bn_mode,
+                                                robustness.THESIS_COLUMNS)
         accuracy.update({key + CUDA: value for key, value in on_cuda.items()})
         accuracy.update(zero_gradient_percent(net, data, device, bn_mode))
         accuracy['eval_seconds'] = round(time.time() - victim_started, 1)
-        out[(found.settings['network'], found.settings['seed'])] = accuracy
+        out[(network, seed)] = accuracy
         if progress:
             left = (time.time() - started) / k * (len(victims) - k)
             print('%s: done in %.1f s; about %.0f s left' % (name, accuracy['eval_seconds'],

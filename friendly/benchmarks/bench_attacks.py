@@ -20,9 +20,9 @@ import argparse
 import os
 import time
 
-from friendly import attacks, robustness, weights
+from friendly import attacks, mnist, robustness, weights
 from friendly.benchmarks import benchmarking
-from friendly.defaults import NETWORKS, PROTOCOL, SOURCE
+from friendly.defaults import APGD, NETWORKS, PROTOCOL, SOURCE, SQUARE
 from friendly.robustness_eval import CURVE_EPSILONS
 from runkit.cli import Parser, UserError, positive_int, run_main
 from runkit.devices import get_device
@@ -53,7 +53,7 @@ def main():
                         help='test images the evaluation is timed on (a multiple of 200)')
     parser.add_argument('--networks', nargs='+', default=list(DEFAULT_NETWORKS),
                         choices=DEFAULT_NETWORKS, help='victims of the default evaluation')
-    parser.add_argument('--queries', type=positive_int, default=attacks.SQUARE['queries'],
+    parser.add_argument('--queries', type=positive_int, default=SQUARE['queries'],
                         help='Square queries (the target is for 1,000)')
     parser.add_argument('--skip-evaluation', action='store_true',
                         help='time Square only')
@@ -75,7 +75,7 @@ def main():
     if s_net is None or source is None:
         raise UserError('S and the source must be in %s (protocol %s)' % (args.store,
                                                                          args.protocol))
-    x, t = attacks.test_set(max(args.images, 1000), args.mnist_dir)
+    x, t = mnist.test_set(max(args.images, 1000), args.mnist_dir)
     load_before = os.getloadavg()
     lines = ['# Attack benchmark (beyond the thesis)', '',
              'Load average (1, 5, 15 min) at the start: %.2f, %.2f, %.2f on %d cores: %s.'
@@ -111,7 +111,7 @@ def main():
 
 def evaluation(args, device, source, source_entry, x, t):
     """Time robustness.evaluate_network per network and mode; extrapolate to the default."""
-    budgets = {'steps': attacks.APGD['steps'], 'restarts': attacks.APGD['restarts'],
+    budgets = {'steps': APGD['steps'], 'restarts': APGD['restarts'],
                'queries': args.queries}
     evaluator = robustness.Evaluator(source, device, budgets, source_id=source_entry['sha256'],
                                      log=lambda line: None)
