@@ -138,17 +138,28 @@ def depends_on_mode(net):
 
 class Cache:
     """Per-image results on disk, one .npy per key (a JSON-able dict): reruns and the
-    --results rerun reuse what was computed; nothing is unpickled."""
+    --results rerun reuse what was computed; nothing is unpickled. It counts what it read back
+    (hits) and what it did not hold (misses), which the record says, so that a table rebuilt
+    from the cache does not pass for a fast computation."""
 
     def __init__(self, folder):
         self.folder = folder
+        self.hits = self.misses = 0
 
     def path(self, key):
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
         return os.path.join(self.folder, digest + '.npy') if self.folder else None
 
     def get(self, key):
-        path = self.path(key)
+        value = self._read(self.path(key))
+        if value is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return value
+
+    @staticmethod
+    def _read(path):
         if path and os.path.exists(path):
             try:
                 return np.load(path, allow_pickle=False)

@@ -7,7 +7,9 @@ white-box FGSM (its own gradients) and black-box FGSM (gradients of the one `sou
 then again with the GPU's sigmoid arithmetic (friendly/functions/cuda_sigmoid.py), a labelled
 diagnostic.
 """
+import collections
 import contextlib
+import json
 import multiprocessing
 import os
 import time
@@ -17,11 +19,14 @@ import chainer
 import numpy as np
 
 from friendly import robustness, training, weights
+from friendly.defaults import NETWORKS, PROTOCOL, SEEDS, SOURCE, THESIS_RESULTS
 from friendly.functions.cuda_sigmoid import with_cuda_sigmoid
-from friendly.defaults import PROTOCOL, THESIS_RESULTS
+from friendly.networks import BN_MODE_MEANING
 from runkit.cli import UserError, worker_signals
-from runkit.provenance import atomic_write, make_folder, record_title
-from runkit.runs import RunFolder
+from runkit.provenance import atomic_write, make_folder, provenance, record_title
+from runkit.runs import RunFolder, runs_root
+
+DEFAULT_NETWORKS = ('S', 'RS', 'A', 'GMR', 'GMRES')   # PD needs a GPU (evaluate.py --recorded)
 
 ROWS = (('white_box_fgsm', 'Table 3.2 white-box FGSM'),
         ('black_box_fgsm', 'Table 3.2 black-box FGSM'),
@@ -36,6 +41,168 @@ DIAGNOSTIC_ROWS = (('zero_gradient', 'FGSM gradient entries exactly 0 (%)', None
                    ('white_box_fgsm' + CUDA, 'white-box FGSM, CUDA sigmoid', 'white_box_fgsm'),
                    ('black_box_fgsm' + CUDA, 'black-box FGSM, CUDA sigmoid', 'black_box_fgsm'))
 SUMMARISED = tuple(k for k, _ in ROWS) + tuple(k for k, _, _ in DIAGNOSTIC_ROWS)
+
+
+def default_seeds(quick):
+    return [1] if quick else list(SEEDS)
+
+
+class Request(collections.namedtuple('Request', [
+        'networks',      # victims, names of defaults.VICTIMS
+        'seeds',         # seeds of every victim, the default first
+        'quick',         # the reduced protocol (defaults.QUICK)
+        'epochs',        # maximum epochs of every network (None: the protocol's)
+        'epochs_for',    # {name: maximum epochs} for some networks
+        'train_subset',  # training images (None: the protocol's)
+        'test_subset',   # first test images attacked (None: all)
+        'bn_mode',       # Batch Renormalization at test time (networks.BN_MODES)
+        'arithmetic',    # the sigmoids' arithmetic (networks.ARITHMETICS)
+        'device',        # Chainer device spec
+        'recorded',      # {name: column} measured by an earlier command (recorded_column)
+        'store',         # a record's own weights store, searched first (None: the repository's)
+])):
+    """What one set of tables is made of (friendly/evaluate.py's options)."""
+    __slots__ = ()
+
+    def settings(self, name, seed=None):
+        return training.settings_for(name, self.quick, self.epochs_for.get(name, self.epochs),
+                                     seed, self.train_subset, arithmetic=self.arithmetic)
+
+    def plan(self):
+        """The settings of every network the tables need: the source first, then each victim
+        with each seed."""
+        return [self.settings(SOURCE)] + [self.settings(n, s) for n in self.networks
+                                          for s in self.seeds]
+
+    def folder(self):
+        """runs/friendly/tables/<protocols>[-<option>...]: every option that changes the tables
+        and differs from its default is in the name, so that no variant overwrites another's."""
+        parts = ['+'.join(dict.fromkeys(s['protocol'] for s in self.plan()))]
+        if list(self.networks) != list(DEFAULT_NETWORKS):
+            parts.append('+'.join(self.networks))
+        if list(self.seeds) != default_seeds(self.quick):
+            parts.append('seeds' + '+'.join(map(str, self.seeds)))
+        if self.test_subset:
+            parts.append('test%d' % self.test_subset)
+        if self.bn_mode != PROTOCOL['bn_test_mode']:
+            parts.append(self.bn_mode)
+        if self.recorded:
+            parts.append('recorded')
+        if self.device != '@numpy':
+            parts.append(self.device.lstrip('@').replace(':', ''))
+        return os.path.join(runs_root('friendly'), 'tables', '-'.join(parts))
+
+
+def find(request, from_weights=False, only_available=False, jobs=1, mnist_dir=None):
+    """(the found networks of request.plan(), source first; 'NAME seed K' of those left out).
+    Unless told to train nothing (`from_weights`: every network must be found;
+    `only_available`: the source and every victim's default seed must be), what is missing is
+    trained first, `jobs` at once."""
+    plan, missing = request.plan(), []
+    if from_weights or only_available:
+        missing = ['%s seed %d' % (s['network'], s['seed']) for s in plan
+                   if weights.locate(s, request.store) is None]
+        needed = [plan[0]] + [request.settings(n, request.seeds[0]) for n in request.networks]
+        if missing and (from_weights or any(weights.locate(s, request.store) is None
+                                            for s in needed)):
+            raise UserError('%s: no committed weights or finished run for %s' % (
+                '--from-weights' if from_weights else '--only-available (the source '
+                'and every default seed are needed)', ', '.join(missing)))
+    else:
+        train_missing(plan, request.device, jobs, mnist_dir, request.store)
+    found = [f for f in (weights.locate(s, request.store) for s in plan) if f is not None]
+    return found, missing
+
+
+def recorded_column(spec):
+    """('PD', column) from 'path/tables.json:PD': a column measured by an earlier command."""
+    path, _, name = spec.rpartition(':')
+    try:
+        with open(path) as f:
+            old = json.load(f)
+        entry, prov = old['networks'][name], old['provenance']
+    except FileNotFoundError:
+        raise UserError('--recorded: %s does not exist' % path) from None
+    except (ValueError, KeyError, TypeError):
+        raise UserError('--recorded %s: expected FILE:NAME with FILE a tables.json holding '
+                        'network %r' % (spec, name)) from None
+    values = {key: entry[key] for key, _ in ROWS if key in entry}
+    column = dict(values, thesis_column=entry.get('thesis_column', name),
+                  seed=entry['seed'], epochs=entry['epochs'], protocol=entry['protocol'],
+                  bn_mode='%s (as of %s)' % (prov['evaluation']['bn_mode'], prov['commit'][:7]),
+                  train_device=entry.get('train_device'),
+                  seeds=[dict(values, seed=entry['seed'], epochs=entry['epochs'])],
+                  recorded='`%s` at commit `%s` (%s), file %s' % (
+                      prov['command'], prov['commit'], entry.get('eval_device'), path))
+    column['over_seeds'] = {key: summary([v]) for key, v in values.items()}
+    column['aim_met'] = within_aim(column['thesis_column'], column['over_seeds'])
+    return name, column
+
+
+def make(request, found, missing, data, started, progress=True):
+    """(table, note, provenance, Elastic Sigmoid logs per network) of the tables: every found
+    victim scored against the source (score), summarised over its seeds, beside the recorded
+    columns; `started`: when the command began (for the wall time)."""
+    source, victims = found[0], found[1:]
+    scores = score(victims, source, data, request.device, bn_mode=request.bn_mode,
+                   progress=progress)
+    table, logs = {}, {}
+    for name in request.networks:
+        founds = [f for f in victims if f.settings['network'] == name]
+        runs = [dict(scores[(name, f.settings['seed'])], seed=f.settings['seed'],
+                     **f.describe()) for f in founds]
+        if NETWORKS[name].activation == 'elastic_sigmoid':
+            logs[name] = {'%s seed %d' % (name, f.settings['seed']): f.training_log()
+                          for f in founds}
+            for run, log in zip(runs, logs[name].values()):
+                run['elastic_sigmoid'] = collapse(log)
+        over = {key: summary([r[key] for r in runs]) for key in SUMMARISED}
+        table[name] = dict(
+            {key: runs[0][key] for key, _ in ROWS}, thesis_column=name,
+            seed=request.seeds[0], epochs=runs[0]['epochs'],
+            protocol=victims[0].settings['protocol'], bn_mode=request.bn_mode,
+            train_device=runs[0]['train_device'], seeds=runs, over_seeds=over,
+            aim_met=within_aim(name, over))
+    table.update(request.recorded)
+    source_info = source.describe()
+    source_info.update(zero_gradient_percent(source.load(request.device), data, request.device,
+                                              request.bn_mode))
+    prov = provenance(request.device, wall_time_s=round(time.time() - started, 1),
+                      seeds=list(request.seeds),
+                      source=dict(seed=source.settings['seed'],
+                                  protocol=source.settings['protocol'], **source_info),
+                      evaluation={'attacks': ['fgsm'], 'epsilon': PROTOCOL['epsilon'],
+                                  'bn_mode': request.bn_mode, 'test_images': len(data[0]),
+                                  'batch_size': PROTOCOL['eval_batch_size']})
+    return table, note(request, table, found, missing, len(data[0]), logs), prov, logs
+
+
+def note(request, table, found, missing, images, logs):
+    """The tables' opening note: the victims' protocol, test mode, arithmetic, the source (the
+    first found), what is left out, and the Elastic Sigmoid runs that collapsed."""
+    text = '**Protocol: %s.** ' % found[1].settings['protocol'] + (
+        'QUICK reduced protocol: not comparable with the thesis.' if request.quick else
+        'The thesis protocol (thesis 3.3; early stopping on the epoch-mean training loss, '
+        'patience 20, at most 100 epochs).')
+    text += ' Batch Renormalization at test time: %r (%s)%s.' % (
+        request.bn_mode, BN_MODE_MEANING[request.bn_mode],
+        '' if request.bn_mode == PROTOCOL['bn_test_mode'] else ', **not the thesis test mode**')
+    if request.arithmetic == 'cuda':
+        text += (' Every sigmoid (plain and Elastic) computed, in training and in every test, '
+                 'as Chainer\'s CUDA kernel computes it (the thesis\'s GPU; '
+                 'friendly/functions/cuda_sigmoid.py), not in the device\'s own arithmetic.')
+    text += ' Black-box source: %s seed %d.' % (SOURCE, found[0].settings['seed'])
+    if missing:
+        text += ' **Not yet trained, so left out:** %s.' % ', '.join(missing)
+    if images != 10000:
+        text += ' Attacked on the first %d test images only.' % images
+    for name in logs:
+        gone = [r['seed'] for r in table[name]['seeds'] if r['elastic_sigmoid']['collapsed']]
+        text += (' %s: %d of %d seeds collapsed (last epoch\'s training accuracy more than %d '
+                 'points below its best%s; Elastic Sigmoid scales per epoch in %s_scales.png).'
+                 % (name, len(gone), len(table[name]['seeds']), 100 * COLLAPSE_DROP,
+                    ': seed ' + ', '.join(map(str, gone)) if gone else '', name))
+    return text
 
 def _train_logged(job):
     """One training run in a worker process, its console output (and any traceback) in

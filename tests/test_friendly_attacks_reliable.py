@@ -342,6 +342,7 @@ def test_cache_completes_a_robust_only_result_without_recomputing(tmp_path):
     assert first[~half].all() and not first[half].all()
     whole = evaluator.correct('apgd', victim, 'S', x, t, 20, 'running')
     assert np.array_equal(whole[half], first[half]) and not whole[~half].all()
+    assert (cache.hits, cache.misses) == (1, 1)    # the second call read the first's back
     fresh = robustness.Evaluator(source, CPU, BUDGETS_SMALL, chunk=200, log=lambda _: None)
     assert np.array_equal(whole, fresh.correct('apgd', victim, 'S', x, t, 20, 'running'))
 

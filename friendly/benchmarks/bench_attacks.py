@@ -23,7 +23,7 @@ import time
 from friendly import attacks, mnist, robustness, weights
 from friendly.benchmarks import benchmarking
 from friendly.defaults import APGD, NETWORKS, PROTOCOL, SOURCE, SQUARE
-from friendly.robustness_eval import CURVE_EPSILONS
+from friendly.robustness_record import CURVE_EPSILONS
 from runkit.cli import Parser, UserError, positive_int, run_main
 from runkit.devices import get_device
 from runkit.provenance import provenance, record_title, write_text
