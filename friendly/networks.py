@@ -9,9 +9,9 @@ import chainer
 import chainer.functions as F
 import chainer.links as L
 
+from friendly.defaults import NETWORKS, PROTOCOL
 from friendly.functions.angular import Angular
 from friendly.functions.cuda_sigmoid import cuda_sigmoid
-from friendly.defaults import NETWORKS, PROTOCOL
 from friendly.functions.elastic_sigmoid import ElasticSigmoidLink
 from runkit.cli import UserError
 from runkit.renorm import BatchRenormalization

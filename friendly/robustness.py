@@ -1,7 +1,8 @@
 """A robustness evaluation that can be trusted (beyond the thesis; Carlini et al. 2019).
 
 The thesis (section 3.3, Table 3.2) measured robustness with one FGSM step; its numbers stay
-exactly as measured (the two FGSM columns). Beside them, per test image and per attack, this
+exactly as measured (the two FGSM columns, which friendly/tables.py reads too: every accuracy
+under attack in friendly/ is an Evaluator's). Beside them, per test image and per attack, this
 module records whether the victim still classifies the image correctly, and from that:
 
     worst case   an image counts as robust only if it is classified correctly clean and after
@@ -41,9 +42,10 @@ import time
 import chainer
 import numpy as np
 
-from friendly import attacks
-from friendly.functions.cuda_sigmoid import float64_copy, with_cuda_sigmoid
+from friendly import attacks, networks
 from friendly.defaults import EVALUATION, PROTOCOL
+from friendly.functions.cuda_sigmoid import float64_copy, with_cuda_sigmoid
+from runkit import renorm
 
 Column = collections.namedtuple('Column', [
     'attack',     # name in attacks.ATTACKS
@@ -117,10 +119,10 @@ def attack_columns(names, black_box):
 
 
 def code_version():
-    """A digest of the attack and evaluation code: cached results made by other code are
-    never reused."""
+    """A digest of the attack and evaluation code, and of the network code the attacks read
+    the logits through: cached results made by other code are never reused."""
     digest = hashlib.sha256()
-    for module in (attacks.__file__, __file__):
+    for module in (attacks.__file__, __file__, networks.__file__, renorm.__file__):
         with open(module, 'rb') as f:
             digest.update(f.read())
     return digest.hexdigest()[:16]

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from friendly import attacks, robustness
-from friendly.functions.cuda_sigmoid import float64_copy, with_cuda_sigmoid
 from friendly.defaults import APGD_T, EVALUATION, LINEAR3, Network
+from friendly.functions.cuda_sigmoid import float64_copy, with_cuda_sigmoid
 from friendly.networks import FCNet, build_network
 
 EPSILON = 40

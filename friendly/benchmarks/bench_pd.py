@@ -25,9 +25,9 @@ import chainer
 import numpy
 
 from friendly.benchmarks import benchmarking
-from friendly.functions import pd_kernels
-from friendly.functions import pairwise_difference as pd_module
 from friendly.defaults import NETWORKS, PROTOCOL
+from friendly.functions import pairwise_difference as pd_module
+from friendly.functions import pd_kernels
 from friendly.networks import build_network
 from friendly.objective import Objective
 from runkit import cli
