@@ -9,8 +9,8 @@ setup(
     name="representation-lenses",
     version="0.1.0",
     description="Reproduction of a 2021 thesis: shape counting with saliency, and MNIST adversarial defences",
-    packages=["counting", "friendly", "runkit"],
-    package_data={"friendly": ["*.cu", "*.h"]},
+    packages=["counting", "friendly", "friendly.benchmarks", "friendly.functions", "runkit"],
+    package_data={"friendly.functions": ["*.cu", "*.h"]},
     python_requires=">=3.10",
     install_requires=[
         "chainer==7.8.1",

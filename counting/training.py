@@ -28,7 +28,7 @@ from runkit.cli import UserError
 from runkit.devices import get_device
 from runkit.provenance import atomic_write, provenance, write_json
 from runkit.renorm import RenormSchedule
-from runkit.runs import finished_record, json_form, runs_root
+from runkit.runs import RunFolder, json_form, runs_root
 from runkit.training import ResumableIterator, load_snapshot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -97,7 +97,7 @@ def same_settings(record, settings):
 
 def finished(out, settings):
     """The settings.json record of `out` if it holds a finished run of `settings`, else None."""
-    record = finished_record(out)
+    record = RunFolder(out).finished_record()
     return record if record and same_settings(record, settings) else None
 
 
@@ -117,7 +117,7 @@ def cache_gigabytes(settings):
 def _check_fresh_start(out, settings):
     """Starting (not resuming) in `out` must not throw away a finished or interrupted run."""
     snapshots = glob.glob(os.path.join(out, 'snapshot_epoch_*'))
-    record = finished_record(out)
+    record = RunFolder(out).finished_record()
     if record is not None:
         same = same_settings(record, settings)
         raise UserError('%s already holds a finished run %s; pass --force to train it again%s'

@@ -16,7 +16,7 @@ import os
 
 import friendly  # noqa: F401  (its Chainer compatibility patches before chainer loads)
 
-from friendly import tables, training
+from friendly import tables, training, weights
 from runkit.cli import Parser, UserError, positive_int, run_main
 from runkit.provenance import atomic_write, make_folder, provenance, record_title, write_text
 
@@ -27,13 +27,13 @@ ARITHMETICS = ('device', 'cuda')
 
 def log_of(seed, arithmetic, store):
     settings = training.settings_for('GMRES', seed=seed, arithmetic=arithmetic)
-    found = tables.locate(settings, store)
+    found = weights.locate(settings, store)
     if found is None:
         raise UserError('no finished GMRES seed %d run in the %s arithmetic (store %s or %s); '
                         'train it with friendly/train.py GMRES --seed %d%s'
-                        % (seed, arithmetic, store, training.run_folder(settings), seed,
+                        % (seed, arithmetic, store, weights.run_folder(settings), seed,
                            ' --arithmetic cuda' if arithmetic == 'cuda' else ''))
-    return tables.training_log(found)
+    return found.training_log()
 
 
 def split_epoch(a, b, key='main/elastic_scale_1', tolerance=SPLIT):

@@ -10,13 +10,14 @@ store's manifest.json (checksum verified). Clean accuracy, each attack white-box
 victim itself) and, with --source, black-box (made on the source, shown to the victim); the
 'transfer' attack is APGD made on the source. Default: the thesis's FGSM with eps = 77 (pixel
 units, 0.3 * 255), Batch Renormalization on each test batch's statistics. The attacks
-themselves live in friendly/attacks.py; every one keeps pixels integral in [0, 255].
+themselves live in friendly/attacks.py (every one keeps pixels integral in [0, 255]); each is
+scored by friendly/robustness.py, with its own random stream per batch of 200 (--seed).
 """
 import argparse
 import json
 
-from friendly import weights
-from friendly.attacks import ATTACKS, evaluate, test_set
+from friendly import mnist, robustness, weights
+from friendly.attacks import ATTACKS
 from friendly.defaults import PROTOCOL
 from friendly.networks import BN_MODES
 from runkit.cli import Parser, UserError, non_negative_int, positive_int, run_main
@@ -30,7 +31,8 @@ def main():
     parser.add_argument('victim', help='run folder or committed weights file of the attacked '
                         'network')
     parser.add_argument('--source', help='run folder or weights file of the black-box source')
-    parser.add_argument('--attack', nargs='+', default=['fgsm'], choices=sorted(ATTACKS),
+    parser.add_argument('--attack', nargs='+', default=['fgsm'],
+                        choices=sorted(ATTACKS) + [robustness.TRANSFER],
                         help='attacks to run (thesis: fgsm; the others are beyond the thesis)')
     parser.add_argument('--epsilon', type=non_negative_int, default=PROTOCOL['epsilon'],
                         help='L-inf radius in pixel units (thesis: 77)')
@@ -45,16 +47,18 @@ def main():
     args = parser.parse_args()
     if args.epsilon > 255:
         raise UserError('--epsilon must be an integer pixel distance in 0..255')
-    if 'transfer' in args.attack and not args.source:
+    if robustness.TRANSFER in args.attack and not args.source:
         raise UserError('the transfer attack needs --source')
-    get_device(args.device)
+    device = get_device(args.device)
     if args.json:
         check_file(args.json)   # before the attacks, not after
     victim, name = weights.load_any(args.victim, args.device)
     source = weights.load_any(args.source, args.device)[0] if args.source else None
-    x, t = test_set(args.test_subset, args.mnist_dir)
-    result = evaluate(victim, x, t, source, args.attack, args.epsilon, args.bn_mode,
-                      device=args.device, seed=args.seed)
+    x, t = mnist.test_set(args.test_subset, args.mnist_dir)
+    columns = robustness.attack_columns(args.attack, black_box=source is not None)
+    evaluator = robustness.Evaluator(source, device, {}, args.seed, chunk=robustness.EVAL_BATCH,
+                                     columns=columns)
+    result = evaluator.accuracy(victim, name, x, t, args.epsilon, args.bn_mode, list(columns))
     print('%s (%s): %s' % (name, args.victim, json.dumps(result)))
     if args.json:
         write_json(args.json, {'victim': args.victim, 'source': args.source,

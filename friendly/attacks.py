@@ -19,13 +19,17 @@ rounding to integers and clipping to the ball and the pixel range is the project
               (pi: the classes sorted by z, descending) or the targeted margin z_t - z_y.
     square    Square Attack (Andriushchenko et al. 2020): gradient-free random search over
               +-eps vertices, on the margin of z.
-    transfer  examples made by an attack (APGD by default) on the black-box source network.
+
+An attack is made on one network; examples made on the black-box source and shown to the victim
+(black-box FGSM, transfer) are columns of friendly/robustness.py, which scores every attack.
 
 Budgets (steps, restarts, targets, queries) default to friendly/defaults.py; every attack
 takes its options by name and rejects any other (a misspelt budget is a TypeError).
 
-Pre-activation outputs z: every network here ends in a monotone activation (sigmoid, Elastic
-Sigmoid, none), so arg-max z is the prediction, while z itself does not saturate.
+Logits z: the pre-activation outputs of the network's last layer, from the network's own
+`logits(x, bn_mode, group)` (friendly/networks.py: FCNet.logits), which also returns the outputs
+y; arg-max z is the prediction, while z itself does not saturate. `group` (the evaluation
+batch, 200) lets several batches go through at once in 'batch' mode, each on its own statistics.
 
 Surrogate gradients (beyond the thesis): pgd, apgd, apgd_ce and apgd_t take a `surrogate`, the
 same network computed in other arithmetic (cuda_sigmoid.with_cuda_sigmoid: the thesis GPU's
@@ -48,11 +52,8 @@ import chainer
 import chainer.functions as F
 import numpy as np
 
-from friendly import mnist
-from friendly.defaults import APGD, APGD_T, PGD, PROTOCOL, SQUARE  # noqa: F401 (re-exported)
-from friendly.elastic_sigmoid import ElasticSigmoidLink
+from friendly.defaults import APGD, APGD_T, PGD, SQUARE
 from friendly.objective import one_hot, squared_distance
-from runkit.cli import UserError
 
 
 def predict(net, x, bn_mode):
@@ -75,73 +76,13 @@ def per_example_loss(net, x, t, bn_mode):
     return ((y - one_hot(t, y.shape[1], y.dtype)) ** 2).sum(axis=1)
 
 
-def accuracy(net, x, t, bn_mode):
-    return int((predict(net, x, bn_mode).argmax(axis=1) == t).sum())
-
-
 def independent(net, bn_mode):
     """Whether each image's output depends on that image only (no batch statistics)."""
     return bn_mode != 'batch' or getattr(net, 'batch_renorms', None) is None
 
 
 # ---------------------------------------------------------------------------------------------
-# Pre-activation outputs
-
-def _group_batch_norm(h, link, group):
-    """Plain Batch Normalization (the 'batch' test mode) on each run of `group` rows of h."""
-    n, c = h.shape
-    full = n - n % group
-    parts = []
-    if full and not chainer.config.enable_backprop:
-        # the same arithmetic on arrays: a query of Square pays no graph bookkeeping
-        hg = h.array[:full].reshape(full // group, group, c)
-        centred = hg - hg.mean(axis=1, keepdims=True)
-        scale = link.gamma.array / link.xp.sqrt((centred ** 2).mean(axis=1, keepdims=True)
-                                                + link.eps)
-        parts.append(chainer.Variable((centred * scale + link.beta.array).reshape(full, c)))
-    elif full:
-        hg = F.reshape(h[:full], (full // group, group, c))
-        mean = F.mean(hg, axis=1, keepdims=True)
-        centred = hg - F.broadcast_to(mean, hg.shape)
-        var = F.mean(F.square(centred), axis=1, keepdims=True)
-        normed = centred / F.broadcast_to(F.sqrt(var + link.eps), hg.shape)
-        normed = F.reshape(normed, (full, c))
-        parts.append(normed * F.broadcast_to(link.gamma, normed.shape)
-                     + F.broadcast_to(link.beta, normed.shape))
-    if full < n:
-        parts.append(link(h[full:], 'batch'))
-    return parts[0] if len(parts) == 1 else F.concat(parts, axis=0)
-
-
-def pre_activation(net, x, bn_mode, group=None):
-    """(z, y): pre-activation outputs z (the logits) and the network's outputs y = act(z).
-
-    `group`: in 'batch' mode, the batch-statistics group size (the evaluation batch, 200), so
-    that several evaluation batches go through at once, each normalised by its own statistics.
-    For Elastic Sigmoid, z = s * h is the sigmoid's argument (monotone whatever the sign of s).
-    """
-    layers = getattr(net, 'layers', None)
-    if layers is None or not hasattr(net, 'activations'):
-        y = net(x, bn_mode)
-        return y, y
-    renorms = net.batch_renorms
-    h = x
-    with chainer.using_config('train', False):
-        for k, layer in enumerate(layers):
-            h = layer(h)
-            if renorms is not None:
-                if bn_mode == 'batch' and group and h.shape[0] > group:
-                    h = _group_batch_norm(h, renorms[k], group)
-                else:
-                    h = renorms[k](h, bn_mode)
-            if k < len(layers) - 1:
-                h = net.activations[k](h)
-        last = net.activations[len(layers) - 1]
-        y = last(h)
-    z = h * F.broadcast_to(last.s.reshape(()), h.shape) if isinstance(last, ElasticSigmoidLink) \
-        else h
-    return z, y
-
+# Losses of the logits
 
 def _other_best(z, t):
     """Largest z_i over i != t (per row), as a Variable."""
@@ -218,7 +159,7 @@ def _signs_as(gradient, dtype):
 def _misclassified(net, x, t, bn_mode, group):
     """Whether the network's outputs misclassify each image (no gradient recorded)."""
     with chainer.no_backprop_mode():
-        _, y = pre_activation(net, x, bn_mode, group)
+        _, y = net.logits(x, bn_mode, group)
     return y.array.argmax(axis=1) != t
 
 
@@ -233,7 +174,7 @@ def logit_loss_gradient(net, x, t, bn_mode, loss="margin", group=None, target=No
                                                    else 'takes no'))
     maker = net if surrogate is None else surrogate
     xv = chainer.Variable(_in_arithmetic(maker, x))
-    z, y = pre_activation(maker, xv, bn_mode, group)
+    z, y = maker.logits(xv, bn_mode, group)
     values = LOSSES[loss](z, t, target)
     gx, = chainer.grad([F.sum(values)], [xv])
     if surrogate is None:
@@ -245,7 +186,7 @@ def logit_loss_gradient(net, x, t, bn_mode, loss="margin", group=None, target=No
 def _margin_and_fooled(net, x, t, bn_mode, group):
     """z_y - max_{i != y} z_i (what Square lowers) and whether the outputs misclassify."""
     with chainer.no_backprop_mode():
-        z, y = pre_activation(net, x, bn_mode, group)
+        z, y = net.logits(x, bn_mode, group)
         return -margin_loss(z, t).array, y.array.argmax(axis=1) != t
 
 
@@ -470,7 +411,7 @@ def target_classes(net, x, t, bn_mode, targets, group=None):
     j < min(targets, classes - 1). Read from the real network at the clean images."""
     xp = chainer.backend.get_array_module(x)
     with chainer.no_backprop_mode():
-        z, _ = pre_activation(net, x, bn_mode, group)
+        z, _ = net.logits(x, bn_mode, group)
     z = z.array.copy()
     z[xp.arange(len(x)), t] = -np.inf
     order = xp.argsort(-z, axis=1, kind='stable').astype(t.dtype)
@@ -575,28 +516,13 @@ def square(net, x, t, epsilon, bn_mode='batch', queries=SQUARE['queries'],
     return xp.clip(x + delta, 0, 255)
 
 
-def transfer(net, x, t, epsilon, bn_mode='batch', source=None, attack='apgd', rng=None,
-             group=None, steps=None, restarts=None, targets=None, queries=None, only=None):
-    """Examples made white-box on the black-box `source` network, to be shown to `net`:
-    `attack` (a name of ATTACKS) run on the source with the budgets given (None: its
-    default); the attack rejects a budget it does not take."""
-    if source is None:
-        raise UserError('the transfer attack needs a source network')
-    if attack == 'transfer':
-        raise ValueError('transfer of a transfer')
-    options = {name: value for name, value in (
-        ('rng', rng), ('group', group), ('steps', steps), ('restarts', restarts),
-        ('targets', targets), ('queries', queries), ('only', only)) if value is not None}
-    return ATTACKS[attack](source, x, t, epsilon, bn_mode, **options)
-
-
 # name -> attack(net, x, t, epsilon, bn_mode, rng=..., **budget); 'fgsm' is the thesis's.
 ATTACKS = {'fgsm': fgsm, 'pgd': pgd, 'apgd': apgd, 'apgd_ce': apgd_ce, 'apgd_t': apgd_t,
-           'square': square, 'transfer': transfer}
-# What each one needs from the victim, for the gradient-masking checks.
+           'square': square}
+# What each one needs from the network it is made on, for the gradient-masking checks.
 KINDS = {'fgsm': 'single-step gradient', 'pgd': 'iterative gradient',
          'apgd': 'iterative gradient', 'apgd_ce': 'iterative gradient',
-         'apgd_t': 'iterative gradient', 'square': 'gradient-free', 'transfer': 'transfer'}
+         'apgd_t': 'iterative gradient', 'square': 'gradient-free'}
 
 
 def takes(name, option):
@@ -608,40 +534,3 @@ def attack_rng(seed, name, start, epsilon):
     """The random stream of one attack on the batch starting at image `start`: the same
     images come out whatever else is run, and in whatever order."""
     return np.random.RandomState([seed, zlib.crc32(name.encode()), start, int(epsilon)])
-
-
-def evaluate(victim, x, t, source=None, attacks=('fgsm',), epsilon=PROTOCOL['epsilon'],
-             bn_mode=PROTOCOL['bn_test_mode'], batch_size=PROTOCOL['eval_batch_size'],
-             device='@numpy', seed=0):
-    """Accuracy in percent: clean, each attack white-box and (with a source) black-box.
-
-    'transfer' gives one column, 'transfer' (APGD made on the source)."""
-    device = chainer.get_device(device)
-    rng = np.random.RandomState(seed)
-    correct = {'clean': 0}
-    if 'transfer' in attacks and source is None:
-        raise UserError('the transfer attack needs a source network')
-    for start in range(0, len(x), batch_size):
-        xb = device.send(x[start:start + batch_size])
-        tb = device.send(t[start:start + batch_size])
-        correct['clean'] += accuracy(victim, xb, tb, bn_mode)
-        for name in attacks:
-            attack = ATTACKS[name]
-            if name == 'transfer':
-                adv = attack(victim, xb, tb, epsilon, bn_mode, source=source, rng=rng)
-                correct['transfer'] = correct.get('transfer', 0) + accuracy(victim, adv, tb,
-                                                                            bn_mode)
-                continue
-            adv = attack(victim, xb, tb, epsilon, bn_mode, rng=rng)
-            key = 'white_box_' + name
-            correct[key] = correct.get(key, 0) + accuracy(victim, adv, tb, bn_mode)
-            if source is not None:
-                adv = attack(source, xb, tb, epsilon, bn_mode, rng=rng)
-                key = 'black_box_' + name
-                correct[key] = correct.get(key, 0) + accuracy(victim, adv, tb, bn_mode)
-    return {key: round(100.0 * n / len(x), 2) for key, n in correct.items()}
-
-
-def test_set(test_subset=None, mnist_dir=None):
-    _, (x, t) = mnist.load_mnist(mnist_dir)
-    return (x[:test_subset], t[:test_subset]) if test_subset else (x, t)

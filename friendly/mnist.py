@@ -148,3 +148,9 @@ def split_validation(x, y, seed, validation_size=VALIDATION_SIZE):
     order = np.random.RandomState(seed).permutation(len(x))
     val, train = order[:validation_size], order[validation_size:]
     return (x[train], y[train]), (x[val], y[val])
+
+
+def test_set(test_subset=None, mnist_dir=None):
+    """The test images and labels, the first `test_subset` only when given."""
+    _, (x, t) = load_mnist(mnist_dir)
+    return (x[:test_subset], t[:test_subset]) if test_subset else (x, t)

@@ -9,10 +9,10 @@ import chainer
 import chainer.functions as F
 import chainer.links as L
 
-from friendly.angular import Angular
-from friendly.cuda_sigmoid import cuda_sigmoid
 from friendly.defaults import NETWORKS, PROTOCOL
-from friendly.elastic_sigmoid import ElasticSigmoidLink
+from friendly.functions.angular import Angular
+from friendly.functions.cuda_sigmoid import cuda_sigmoid
+from friendly.functions.elastic_sigmoid import ElasticSigmoidLink
 from runkit.cli import UserError
 from runkit.renorm import BatchRenormalization
 
@@ -30,7 +30,7 @@ ARITHMETICS = ('device', 'cuda')
 
 
 def _pairwise_difference_layer(in_size, out_size):
-    from friendly.pairwise_difference import PairwiseDifference
+    from friendly.functions.pairwise_difference import PairwiseDifference
     side = int(round(in_size ** 0.5))
     return _FlatPairwiseDifference(PairwiseDifference(1, out_size, side))
 
@@ -94,12 +94,31 @@ class FCNet(chainer.Chain):
                 if isinstance(a, ElasticSigmoidLink)]
 
     def forward(self, x, bn_mode='train'):
+        return self.activations[-1](self._last_input(x, bn_mode))
+
+    def logits(self, x, bn_mode='train', group=None):
+        """(z, y): the logits z, the output layer's pre-activation outputs (for Elastic
+        Sigmoid z = s h, the sigmoid's argument), and the outputs y = forward(x). Every output
+        activation here is monotone (sigmoid, Elastic Sigmoid, none), so arg-max z is the
+        prediction while z does not saturate. `group`: Batch Renormalization's, 'batch' mode."""
+        h = self._last_input(x, bn_mode, group)
+        last = self.activations[-1]
+        y = last(h)
+        if isinstance(last, ElasticSigmoidLink):
+            return h * F.broadcast_to(last.s.reshape(()), h.shape), y
+        return h, y
+
+    def _last_input(self, x, bn_mode, group=None):
+        """What the output layer's activation is applied to: every layer before it in full,
+        then the output layer's weights and Batch Renormalization."""
         h = x
+        last = len(self.layers) - 1
         for k, layer in enumerate(self.layers):
             h = layer(h)
             if self.batch_renorms is not None:
-                h = self.batch_renorms[k](h, bn_mode)
-            h = self.activations[k](h)
+                h = self.batch_renorms[k](h, bn_mode, group)
+            if k < last:
+                h = self.activations[k](h)
         return h
 
 

@@ -1,7 +1,8 @@
 """A robustness evaluation that can be trusted (beyond the thesis; Carlini et al. 2019).
 
 The thesis (section 3.3, Table 3.2) measured robustness with one FGSM step; its numbers stay
-exactly as measured (the two FGSM columns). Beside them, per test image and per attack, this
+exactly as measured (the two FGSM columns, which friendly/tables.py reads too: every accuracy
+under attack in friendly/ is an Evaluator's). Beside them, per test image and per attack, this
 module records whether the victim still classifies the image correctly, and from that:
 
     worst case   an image counts as robust only if it is classified correctly clean and after
@@ -41,15 +42,17 @@ import time
 import chainer
 import numpy as np
 
-from friendly import attacks
-from friendly.cuda_sigmoid import float64_copy, with_cuda_sigmoid
+from friendly import attacks, networks
 from friendly.defaults import EVALUATION, PROTOCOL
+from friendly.functions.cuda_sigmoid import float64_copy, with_cuda_sigmoid
+from runkit import renorm
 
 Column = collections.namedtuple('Column', [
     'attack',     # name in attacks.ATTACKS
     'on',         # the network the examples are made on: 'victim' or 'source'
     'label',      # table heading
-    'kind',       # single-step gradient, iterative gradient, gradient-free, transfer
+    'kind',       # single-step gradient, iterative gradient, gradient-free (attacks.KINDS) for
+                  # examples made on the victim; transfer for those made on the source
     'budget',     # the budgets (names of defaults.EVALUATION) the attack takes
     'surrogate',  # None, or whose gradients steer it: 'cuda' (with_cuda_sigmoid, Elastic
                   # Sigmoid included), 'float64' (float64_copy)
@@ -57,7 +60,8 @@ Column = collections.namedtuple('Column', [
 ])
 
 
-def _column(attack, on, label, kind, budget=(), surrogate=None, **options):
+def _column(attack, on, label, budget=(), surrogate=None, **options):
+    kind = attacks.KINDS[attack] if on == 'victim' else 'transfer'
     return Column(attack, on, label, kind, tuple(budget), surrogate, options)
 
 
@@ -65,25 +69,22 @@ APGD_BUDGET = ('steps', 'restarts')
 APGD_T_BUDGET = ('steps', 'target_restarts', 'targets')
 # In the order they run (module doc): cheapest first. Beyond the thesis but the first two.
 COLUMNS = collections.OrderedDict([
-    ('white_box_fgsm', _column('fgsm', 'victim', 'FGSM white-box (thesis)',
-                               'single-step gradient')),
-    ('black_box_fgsm', _column('fgsm', 'source', 'FGSM black-box (thesis)', 'transfer')),
-    ('transfer', _column('apgd', 'source', 'transfer (APGD margin on the source)', 'transfer',
+    ('white_box_fgsm', _column('fgsm', 'victim', 'FGSM white-box (thesis)')),
+    ('black_box_fgsm', _column('fgsm', 'source', 'FGSM black-box (thesis)')),
+    ('transfer', _column('apgd', 'source', 'transfer (APGD margin on the source)',
                          APGD_BUDGET)),
-    ('apgd', _column('apgd', 'victim', 'APGD margin', 'iterative gradient', APGD_BUDGET)),
-    ('apgd_ce', _column('apgd_ce', 'victim', 'APGD cross-entropy', 'iterative gradient',
-                        APGD_BUDGET)),
+    ('apgd', _column('apgd', 'victim', 'APGD margin', APGD_BUDGET)),
+    ('apgd_ce', _column('apgd_ce', 'victim', 'APGD cross-entropy', APGD_BUDGET)),
     # Croce & Hein 2020's targeted APGD; the targeted margin z_t - z_y broke 2 points more of
     # S's first 500 test images than their targeted DLR at eps 26 and at eps 77
-    ('apgd_t', _column('apgd_t', 'victim', 'APGD-T targeted margin', 'iterative gradient',
-                       APGD_T_BUDGET, loss='margin_targeted')),
+    ('apgd_t', _column('apgd_t', 'victim', 'APGD-T targeted margin', APGD_T_BUDGET,
+                       loss='margin_targeted')),
     # surrogate gradients (attacks.py): the thesis GPU's sigmoid arithmetic, real scoring
-    ('apgd_cuda', _column('apgd', 'victim', 'APGD margin, CUDA-sigmoid gradients',
-                          'iterative gradient', APGD_BUDGET, 'cuda')),
+    ('apgd_cuda', _column('apgd', 'victim', 'APGD margin, CUDA-sigmoid gradients', APGD_BUDGET,
+                          'cuda')),
     ('apgd_t_cuda', _column('apgd_t', 'victim', 'APGD-T targeted margin, CUDA-sigmoid gradients',
-                            'iterative gradient', APGD_T_BUDGET, 'cuda',
-                            loss='margin_targeted')),
-    ('square', _column('square', 'victim', 'Square', 'gradient-free', ('queries',))),
+                            APGD_T_BUDGET, 'cuda', loss='margin_targeted')),
+    ('square', _column('square', 'victim', 'Square', ('queries',))),
 ])
 THESIS_COLUMNS = ('white_box_fgsm', 'black_box_fgsm')
 # a budget's name -> the attack's keyword (APGD-T's restarts per target are its `restarts`)
@@ -99,20 +100,38 @@ CHECKS = {
     'fgsm_gap_points': 20.0,         # FGSM above the worst case by more than this: masking
 }
 EVAL_BATCH = PROTOCOL['eval_batch_size']
+TRANSFER = 'transfer'
+
+
+def attack_columns(names, black_box):
+    """Columns of one attack each, in the order of `names` (attacks.ATTACKS, or TRANSFER),
+    with the attacks' own default budgets: made on the victim ('white_box_<name>') and, with
+    `black_box`, on the source ('black_box_<name>'); TRANSFER is APGD made on the source."""
+    columns = collections.OrderedDict()
+    for name in names:
+        if name == TRANSFER:
+            columns[TRANSFER] = _column('apgd', 'source', 'transfer (APGD on the source)')
+            continue
+        columns['white_box_' + name] = _column(name, 'victim', name + ' white-box')
+        if black_box:
+            columns['black_box_' + name] = _column(name, 'source', name + ' black-box')
+    return columns
 
 
 def code_version():
-    """A digest of the attack and evaluation code: cached results made by other code are
-    never reused."""
+    """A digest of the attack and evaluation code, and of the network code the attacks read
+    the logits through: cached results made by other code are never reused."""
     digest = hashlib.sha256()
-    for module in (attacks.__file__, __file__):
+    for module in (attacks.__file__, __file__, networks.__file__, renorm.__file__):
         with open(module, 'rb') as f:
             digest.update(f.read())
     return digest.hexdigest()[:16]
 
 
 def percent(correct):
-    return round(100.0 * float(np.mean(correct)), 2) if len(correct) else None
+    """Percent of True in `correct`, to 2 decimals (100 n / N rounded once)."""
+    return round(100.0 * int(np.count_nonzero(correct)) / len(correct), 2) if len(correct) \
+        else None
 
 
 def depends_on_mode(net):
@@ -121,17 +140,28 @@ def depends_on_mode(net):
 
 class Cache:
     """Per-image results on disk, one .npy per key (a JSON-able dict): reruns and the
-    --results rerun reuse what was computed; nothing is unpickled."""
+    --results rerun reuse what was computed; nothing is unpickled. It counts what it read back
+    (hits) and what it did not hold (misses), which the record says, so that a table rebuilt
+    from the cache does not pass for a fast computation."""
 
     def __init__(self, folder):
         self.folder = folder
+        self.hits = self.misses = 0
 
     def path(self, key):
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
         return os.path.join(self.folder, digest + '.npy') if self.folder else None
 
     def get(self, key):
-        path = self.path(key)
+        value = self._read(self.path(key))
+        if value is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return value
+
+    @staticmethod
+    def _read(path):
         if path and os.path.exists(path):
             try:
                 return np.load(path, allow_pickle=False)
@@ -156,7 +186,8 @@ UNKNOWN = -1   # in the cache: an image the attack was not run on (robust-only s
 
 
 class Evaluator:
-    """Runs the columns of COLUMNS on one (victim, source) pair and remembers the results.
+    """Runs `columns` (default COLUMNS; attack_columns) on victims against one source, and
+    remembers the results: every accuracy under attack of friendly/ is measured here.
 
     `budgets`: some of defaults.EVALUATION's names (steps, restarts, targets, target_restarts,
     queries; the others keep their defaults; an unknown name is a TypeError); `chunk`: images
@@ -166,7 +197,7 @@ class Evaluator:
     """
 
     def __init__(self, source, device, budgets, seed=0, cache=None, chunk=1000,
-                 source_id='source', log=print):
+                 source_id='source', log=print, columns=COLUMNS):
         if chunk % EVAL_BATCH:
             raise ValueError('chunk must be a multiple of %d' % EVAL_BATCH)
         unknown = sorted(set(budgets) - set(EVALUATION))
@@ -181,6 +212,7 @@ class Evaluator:
         self.chunk = chunk
         self.source_id = source_id
         self.log = log
+        self.columns = columns
         self._made_on_source = {}   # transferred examples: the same for every victim
         self._surrogates = {}
         self.code = code_version()
@@ -189,7 +221,7 @@ class Evaluator:
         """The column's budget as the attack's keywords, every one times `scale` (the
         convergence check doubles them; targets at most every class but the label)."""
         out = {}
-        for name in COLUMNS[key].budget:
+        for name in self.columns[key].budget:
             value = self.budgets[name] * scale
             if name == 'targets':
                 value = min(value, CLASSES - 1)
@@ -213,7 +245,7 @@ class Evaluator:
         `only` (robust-only schedule; images independent): attack these images only; the
         others come back True (not broken by this column), to be read through the running
         worst case. Per-image results are cached and completed, never recomputed."""
-        column = COLUMNS[key]
+        column = self.columns[key]
         maker = victim if column.on == 'victim' else self.source
         budget = self.budget(key, scale)
         modal = depends_on_mode(victim) or depends_on_mode(maker)
@@ -248,6 +280,14 @@ class Evaluator:
             self.cache.put(cache_key, status)
         return np.where(wanted, status != 0, True)
 
+    def accuracy(self, victim, victim_id, x, t, epsilon, bn_mode, keys):
+        """Accuracy (%) clean and after each column of `keys`, every column on every image:
+        each its own accuracy, as Table 3.2 reports them."""
+        right = {'clean': score(victim, self.device.send(x), self.device.send(t), bn_mode)}
+        for key in keys:
+            right[key] = self.correct(key, victim, victim_id, x, t, epsilon, bn_mode)
+        return {key: percent(values) for key, values in right.items()}
+
     def _examples(self, key, column, maker, xb, tb, epsilon, bn_mode, budget, start, remember,
                   only=None):
         memo = (key, int(epsilon), start, len(xb), json.dumps(budget, sort_keys=True))
@@ -278,17 +318,19 @@ def score(net, x, t, bn_mode):
     return np.concatenate(right)
 
 
-def zero_gradient_percent(net, x, t, bn_mode, device):
-    """Percent of input-gradient entries that are exactly 0 on clean batches of 200, for the
-    thesis's squared distance and for the margin of the pre-activation outputs."""
-    zeros = {'squared_distance': 0, 'margin': 0}
+def zero_gradient_percent(net, x, t, bn_mode, device, losses=('squared_distance', 'margin')):
+    """Percent of input-gradient entries that are exactly 0 on clean batches of 200, for each
+    of `losses`: the thesis's squared distance (FGSM's gradient) and the margin of the
+    logits."""
+    gradients = {'squared_distance': lambda xb, tb: attacks.loss_gradient(net, xb, tb, bn_mode),
+                 'margin': lambda xb, tb: attacks.logit_loss_gradient(net, xb, tb, bn_mode,
+                                                                      'margin')[1]}
+    zeros = dict.fromkeys(losses, 0)
     for start in range(0, len(x), EVAL_BATCH):
         xb = device.send(x[start:start + EVAL_BATCH])
         tb = device.send(t[start:start + EVAL_BATCH])
-        g = attacks.loss_gradient(net, xb, tb, bn_mode)
-        zeros['squared_distance'] += int((g == 0).sum())
-        _, g, _ = attacks.logit_loss_gradient(net, xb, tb, bn_mode, 'margin', None)
-        zeros['margin'] += int((g == 0).sum())
+        for loss in losses:
+            zeros[loss] += int((gradients[loss](xb, tb) == 0).sum())
     return {k: round(100.0 * v / x.size, 2) for k, v in zeros.items()}
 
 

@@ -1,10 +1,11 @@
 """Thesis Tables 3.2 and 3.3: find or train every network, attack it, summarise over seeds.
 
-A network (name, seed) is taken, in order, from the committed weights (friendly/weights.py,
-checksum verified), from a finished run folder with identical settings, or trained (unless
-training is forbidden). Each victim is scored on the test images in batches of 200: clean,
+A network (name, seed) is taken, in order, from the committed weights, from a finished run
+folder with identical settings (friendly/weights.py: locate), or trained (unless training is
+forbidden). Each victim is scored on the test images in batches of 200: clean,
 white-box FGSM (its own gradients) and black-box FGSM (gradients of the one `source` network),
-then again with the GPU's sigmoid arithmetic (friendly/cuda_sigmoid.py), a labelled diagnostic.
+then again with the GPU's sigmoid arithmetic (friendly/functions/cuda_sigmoid.py), a labelled
+diagnostic.
 """
 import collections
 import contextlib
@@ -17,19 +18,22 @@ import traceback
 import chainer
 import numpy as np
 
-from friendly import attacks, training, weights
-from friendly.cuda_sigmoid import with_cuda_sigmoid
-from friendly.defaults import PROTOCOL, THESIS_RESULTS
+from friendly import robustness, training, weights
+from friendly.defaults import NETWORKS, PROTOCOL, SEEDS, SOURCE, THESIS_RESULTS
+from friendly.functions.cuda_sigmoid import with_cuda_sigmoid
+from friendly.networks import BN_MODE_MEANING
 from runkit.cli import UserError, worker_signals
-from runkit.provenance import atomic_write, make_folder, record_title
-from runkit.training import snapshots
+from runkit.provenance import atomic_write, make_folder, provenance, record_title
+from runkit.runs import RunFolder, runs_root
+
+DEFAULT_NETWORKS = ('S', 'RS', 'A', 'GMR', 'GMRES')   # PD needs a GPU (evaluate.py --recorded)
 
 ROWS = (('white_box_fgsm', 'Table 3.2 white-box FGSM'),
         ('black_box_fgsm', 'Table 3.2 black-box FGSM'),
         ('clean', 'Table 3.3 clean'))
 # Beyond the thesis, a diagnostic of the FGSM columns: how many entries of the FGSM gradient
 # are exactly 0, and the whole measurement again with the sigmoid computed as on the thesis's GPU
-# (friendly/cuda_sigmoid.py), beside the thesis's value of the same row.
+# (friendly/functions/cuda_sigmoid.py), beside the thesis's value of the same row.
 CUDA = '_cuda_sigmoid'
 DIAGNOSTIC_ROWS = (('zero_gradient', 'FGSM gradient entries exactly 0 (%)', None),
                    ('zero_gradient' + CUDA, 'the same, CUDA sigmoid (%)', None),
@@ -38,59 +42,178 @@ DIAGNOSTIC_ROWS = (('zero_gradient', 'FGSM gradient entries exactly 0 (%)', None
                    ('black_box_fgsm' + CUDA, 'black-box FGSM, CUDA sigmoid', 'black_box_fgsm'))
 SUMMARISED = tuple(k for k, _ in ROWS) + tuple(k for k, _, _ in DIAGNOSTIC_ROWS)
 
-# Where a network comes from: its settings, 'committed' (entry, store folder) or 'run'
-# (run folder, record).
-Found = collections.namedtuple('Found', 'settings origin entry folder record')
+
+def default_seeds(quick):
+    return [1] if quick else list(SEEDS)
 
 
-def locate(settings, store=None):
-    """The committed weights (in `store`, then in the repository's store) or the finished run
-    trained with exactly `settings`, else None."""
-    for folder in dict.fromkeys([store or weights.STORE, weights.STORE]):
-        entry = weights.find(settings, folder)
-        if entry:
-            return Found(settings, 'committed', entry, folder, None)
-    folder = training.run_folder(settings)
-    record = training.finished(folder, settings)
-    if record:
-        return Found(settings, 'run', None, folder, record)
-    return None
+class Request(collections.namedtuple('Request', [
+        'networks',      # victims, names of defaults.VICTIMS
+        'seeds',         # seeds of every victim, the default first
+        'quick',         # the reduced protocol (defaults.QUICK)
+        'epochs',        # maximum epochs of every network (None: the protocol's)
+        'epochs_for',    # {name: maximum epochs} for some networks
+        'train_subset',  # training images (None: the protocol's)
+        'test_subset',   # first test images attacked (None: all)
+        'bn_mode',       # Batch Renormalization at test time (networks.BN_MODES)
+        'arithmetic',    # the sigmoids' arithmetic (networks.ARITHMETICS)
+        'device',        # Chainer device spec
+        'recorded',      # {name: column} measured by an earlier command (recorded_column)
+        'store',         # a record's own weights store, searched first (None: the repository's)
+])):
+    """What one set of tables is made of (friendly/evaluate.py's options)."""
+    __slots__ = ()
+
+    def settings(self, name, seed=None):
+        return training.settings_for(name, self.quick, self.epochs_for.get(name, self.epochs),
+                                     seed, self.train_subset, arithmetic=self.arithmetic)
+
+    def plan(self):
+        """The settings of every network the tables need: the source first, then each victim
+        with each seed."""
+        return [self.settings(SOURCE)] + [self.settings(n, s) for n in self.networks
+                                          for s in self.seeds]
+
+    def folder(self):
+        """runs/friendly/tables/<protocols>[-<option>...]: every option that changes the tables
+        and differs from its default is in the name, so that no variant overwrites another's."""
+        parts = ['+'.join(dict.fromkeys(s['protocol'] for s in self.plan()))]
+        if list(self.networks) != list(DEFAULT_NETWORKS):
+            parts.append('+'.join(self.networks))
+        if list(self.seeds) != default_seeds(self.quick):
+            parts.append('seeds' + '+'.join(map(str, self.seeds)))
+        if self.test_subset:
+            parts.append('test%d' % self.test_subset)
+        if self.bn_mode != PROTOCOL['bn_test_mode']:
+            parts.append(self.bn_mode)
+        if self.recorded:
+            parts.append('recorded')
+        if self.device != '@numpy':
+            parts.append(self.device.lstrip('@').replace(':', ''))
+        return os.path.join(runs_root('friendly'), 'tables', '-'.join(parts))
 
 
-def load(found, device):
-    if found.origin == 'committed':
-        return weights.load_committed(found.entry, device, found.folder)
-    return weights.load_run(found.folder, device)[0]
+def find(request, from_weights=False, only_available=False, jobs=1, mnist_dir=None):
+    """(the found networks of request.plan(), source first; 'NAME seed K' of those left out).
+    Unless told to train nothing (`from_weights`: every network must be found;
+    `only_available`: the source and every victim's default seed must be), what is missing is
+    trained first, `jobs` at once."""
+    plan, missing = request.plan(), []
+    if from_weights or only_available:
+        missing = ['%s seed %d' % (s['network'], s['seed']) for s in plan
+                   if weights.locate(s, request.store) is None]
+        needed = [plan[0]] + [request.settings(n, request.seeds[0]) for n in request.networks]
+        if missing and (from_weights or any(weights.locate(s, request.store) is None
+                                            for s in needed)):
+            raise UserError('%s: no committed weights or finished run for %s' % (
+                '--from-weights' if from_weights else '--only-available (the source '
+                'and every default seed are needed)', ', '.join(missing)))
+    else:
+        train_missing(plan, request.device, jobs, mnist_dir, request.store)
+    found = [f for f in (weights.locate(s, request.store) for s in plan) if f is not None]
+    return found, missing
 
 
-def describe(found):
-    """Training facts of a found network, from its manifest entry or run record."""
-    if found.origin == 'committed':
-        e = found.entry
-        return {'epochs': e['epochs_trained'], 'early_stopped': e['early_stopped'],
-                'best_validation_epoch': e['best_validation_epoch'],
-                'final_training_loss': e['final_training_loss'],
-                'train_device': e['trained_on'], 'train_commit': e['trained_at_commit'],
-                'train_wall_time_s': e['train_wall_time_s'], 'weights': e['file'],
-                'weights_sha256': e['sha256']}
-    r = found.record
-    return {'epochs': r['epochs_trained'], 'early_stopped': r['early_stopped'],
-            'best_validation_epoch': r['best_validation_epoch'],
-            'final_training_loss': r['final_training_loss'],
-            'train_device': r['provenance']['device'], 'train_commit': r['provenance']['commit'],
-            'train_wall_time_s': r['wall_time_s'], 'run_folder': found.folder}
+def recorded_column(spec):
+    """('PD', column) from 'path/tables.json:PD': a column measured by an earlier command."""
+    path, _, name = spec.rpartition(':')
+    try:
+        with open(path) as f:
+            old = json.load(f)
+        entry, prov = old['networks'][name], old['provenance']
+    except FileNotFoundError:
+        raise UserError('--recorded: %s does not exist' % path) from None
+    except (ValueError, KeyError, TypeError):
+        raise UserError('--recorded %s: expected FILE:NAME with FILE a tables.json holding '
+                        'network %r' % (spec, name)) from None
+    values = {key: entry[key] for key, _ in ROWS if key in entry}
+    column = dict(values, thesis_column=entry.get('thesis_column', name),
+                  seed=entry['seed'], epochs=entry['epochs'], protocol=entry['protocol'],
+                  bn_mode='%s (as of %s)' % (prov['evaluation']['bn_mode'], prov['commit'][:7]),
+                  train_device=entry.get('train_device'),
+                  seeds=[dict(values, seed=entry['seed'], epochs=entry['epochs'])],
+                  recorded='`%s` at commit `%s` (%s), file %s' % (
+                      prov['command'], prov['commit'], entry.get('eval_device'), path))
+    column['over_seeds'] = {key: summary([v]) for key, v in values.items()}
+    column['aim_met'] = within_aim(column['thesis_column'], column['over_seeds'])
+    return name, column
 
+
+def make(request, found, missing, data, started, progress=True):
+    """(table, note, provenance, Elastic Sigmoid logs per network) of the tables: every found
+    victim scored against the source (score), summarised over its seeds, beside the recorded
+    columns; `started`: when the command began (for the wall time)."""
+    source, victims = found[0], found[1:]
+    scores = score(victims, source, data, request.device, bn_mode=request.bn_mode,
+                   progress=progress)
+    table, logs = {}, {}
+    for name in request.networks:
+        founds = [f for f in victims if f.settings['network'] == name]
+        runs = [dict(scores[(name, f.settings['seed'])], seed=f.settings['seed'],
+                     **f.describe()) for f in founds]
+        if NETWORKS[name].activation == 'elastic_sigmoid':
+            logs[name] = {'%s seed %d' % (name, f.settings['seed']): f.training_log()
+                          for f in founds}
+            for run, log in zip(runs, logs[name].values()):
+                run['elastic_sigmoid'] = collapse(log)
+        over = {key: summary([r[key] for r in runs]) for key in SUMMARISED}
+        table[name] = dict(
+            {key: runs[0][key] for key, _ in ROWS}, thesis_column=name,
+            seed=request.seeds[0], epochs=runs[0]['epochs'],
+            protocol=victims[0].settings['protocol'], bn_mode=request.bn_mode,
+            train_device=runs[0]['train_device'], seeds=runs, over_seeds=over,
+            aim_met=within_aim(name, over))
+    table.update(request.recorded)
+    source_info = source.describe()
+    source_info.update(zero_gradient_percent(source.load(request.device), data, request.device,
+                                              request.bn_mode))
+    prov = provenance(request.device, wall_time_s=round(time.time() - started, 1),
+                      seeds=list(request.seeds),
+                      source=dict(seed=source.settings['seed'],
+                                  protocol=source.settings['protocol'], **source_info),
+                      evaluation={'attacks': ['fgsm'], 'epsilon': PROTOCOL['epsilon'],
+                                  'bn_mode': request.bn_mode, 'test_images': len(data[0]),
+                                  'batch_size': PROTOCOL['eval_batch_size']})
+    return table, note(request, table, found, missing, len(data[0]), logs), prov, logs
+
+
+def note(request, table, found, missing, images, logs):
+    """The tables' opening note: the victims' protocol, test mode, arithmetic, the source (the
+    first found), what is left out, and the Elastic Sigmoid runs that collapsed."""
+    text = '**Protocol: %s.** ' % found[1].settings['protocol'] + (
+        'QUICK reduced protocol: not comparable with the thesis.' if request.quick else
+        'The thesis protocol (thesis 3.3; early stopping on the epoch-mean training loss, '
+        'patience 20, at most 100 epochs).')
+    text += ' Batch Renormalization at test time: %r (%s)%s.' % (
+        request.bn_mode, BN_MODE_MEANING[request.bn_mode],
+        '' if request.bn_mode == PROTOCOL['bn_test_mode'] else ', **not the thesis test mode**')
+    if request.arithmetic == 'cuda':
+        text += (' Every sigmoid (plain and Elastic) computed, in training and in every test, '
+                 'as Chainer\'s CUDA kernel computes it (the thesis\'s GPU; '
+                 'friendly/functions/cuda_sigmoid.py), not in the device\'s own arithmetic.')
+    text += ' Black-box source: %s seed %d.' % (SOURCE, found[0].settings['seed'])
+    if missing:
+        text += ' **Not yet trained, so left out:** %s.' % ', '.join(missing)
+    if images != 10000:
+        text += ' Attacked on the first %d test images only.' % images
+    for name in logs:
+        gone = [r['seed'] for r in table[name]['seeds'] if r['elastic_sigmoid']['collapsed']]
+        text += (' %s: %d of %d seeds collapsed (last epoch\'s training accuracy more than %d '
+                 'points below its best%s; Elastic Sigmoid scales per epoch in %s_scales.png).'
+                 % (name, len(gone), len(table[name]['seeds']), 100 * COLLAPSE_DROP,
+                    ': seed ' + ', '.join(map(str, gone)) if gone else '', name))
+    return text
 
 def _train_logged(job):
     """One training run in a worker process, its console output (and any traceback) in
     <run folder>/train.log; returns (settings, None) or (settings, a one-line error)."""
     settings, device, mnist_dir = job
-    folder = training.run_folder(settings)
+    folder = weights.run_folder(settings)
     make_folder(folder)
     with open(os.path.join(folder, 'train.log'), 'a') as log, \
             contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         try:
-            training.train(settings, folder, device, resume=bool(snapshots(folder)),
+            training.train(settings, folder, device, resume=bool(RunFolder(folder).snapshots()),
                            progress=False, mnist_dir=mnist_dir,
                            restart_advice='remove %s to train it from the start' % folder)
         except UserError as err:
@@ -105,7 +228,7 @@ def _train_logged(job):
 def train_missing(plan, device='@numpy', jobs=1, mnist_dir=None, store=None):
     """Train (or resume) every settings dict of `plan` that has no network yet, `jobs` at once;
     an interruption (Ctrl-C, SIGTERM) or a failed run stops every worker."""
-    todo = [s for s in plan if locate(s, store) is None]
+    todo = [s for s in plan if weights.locate(s, store) is None]
     if not todo:
         return
     started = time.time()
@@ -114,7 +237,7 @@ def train_missing(plan, device='@numpy', jobs=1, mnist_dir=None, store=None):
     with context.Pool(min(jobs, len(todo)), initializer=worker_signals) as pool:
         for s in todo:
             print('  %s seed %d in %s (log: train.log there)'
-                  % (s['network'], s['seed'], training.run_folder(s)), flush=True)
+                  % (s['network'], s['seed'], weights.run_folder(s)), flush=True)
         runs = pool.imap_unordered(_train_logged, [(s, device, mnist_dir) for s in todo])
         for done, (s, error) in enumerate(runs, 1):
             if error:
@@ -127,42 +250,41 @@ def zero_gradient_percent(net, data, device, bn_mode):
     """Percent of the entries of the FGSM gradient dL/dx (clean test batches of 200) that are
     exactly 0, with Chainer's sigmoid and with the CUDA sigmoid."""
     device = chainer.get_device(device)
-    nets = {'zero_gradient': net, 'zero_gradient' + CUDA: with_cuda_sigmoid(net)}
-    zeros = dict.fromkeys(nets, 0)
-    x, t = data
-    for start in range(0, len(x), PROTOCOL['eval_batch_size']):
-        xb = device.send(x[start:start + PROTOCOL['eval_batch_size']])
-        tb = device.send(t[start:start + PROTOCOL['eval_batch_size']])
-        for key, variant in nets.items():
-            zeros[key] += int((attacks.loss_gradient(variant, xb, tb, bn_mode) == 0).sum())
-    return {key: round(100.0 * n / x.size, 2) for key, n in zeros.items()}
+    return {'zero_gradient' + suffix: robustness.zero_gradient_percent(
+        variant, data[0], data[1], bn_mode, device, ('squared_distance',))['squared_distance']
+        for suffix, variant in (('', net), (CUDA, with_cuda_sigmoid(net)))}
 
 
-def score(victims, source, data, device, attack_names=('fgsm',), epsilon=PROTOCOL['epsilon'],
+def score(victims, source, data, device, epsilon=PROTOCOL['epsilon'],
           bn_mode=PROTOCOL['bn_test_mode'], progress=False):
-    """{(name, seed): percent dict} for every found victim, against one source: accuracy clean
-    and under each attack, the same with the CUDA sigmoid (keys ending in _cuda_sigmoid), and
-    the zero-gradient diagnostic. With `progress`, a line per victim and step with its time."""
-    source_net = load(source, device)
+    """{(name, seed): percent dict} for every found victim (weights.Found), against one source:
+    accuracy clean and under the thesis's FGSM, white- and black-box (robustness.Evaluator's
+    thesis columns), the same with the CUDA sigmoid in victim and source (keys ending in
+    _cuda_sigmoid), and the zero-gradient diagnostic. With `progress`, a line per victim and
+    step with its time."""
+    device = chainer.get_device(device)
+    source_net = source.load(device)
+    evaluators = {suffix: robustness.Evaluator(made, device, {}, chunk=robustness.EVAL_BATCH)
+                  for suffix, made in (('', source_net), (CUDA, with_cuda_sigmoid(source_net)))}
     out = {}
     started = time.time()
     for k, found in enumerate(victims, 1):
-        name = '[%d/%d] %s seed %d' % (k, len(victims), found.settings['network'],
-                                       found.settings['seed'])
+        network, seed = found.settings['network'], found.settings['seed']
+        name = '[%d/%d] %s seed %d' % (k, len(victims), network, seed)
         victim_started = time.time()
-        net = load(found, device)
-        with _timed(progress, '%s: clean and %s, white- and black-box, on %d images'
-                    % (name, ', '.join(attack_names), len(data[0]))):
-            accuracy = attacks.evaluate(net, data[0], data[1], source_net, attack_names,
-                                        epsilon, bn_mode, device=device)
+        net, victim_id = found.load(device), weights.file_name(found.settings)
+        with _timed(progress, '%s: clean and fgsm, white- and black-box, on %d images'
+                    % (name, len(data[0]))):
+            accuracy = evaluators[''].accuracy(net, victim_id, data[0], data[1], epsilon,
+                                               bn_mode, robustness.THESIS_COLUMNS)
         with _timed(progress, '%s: the same with the CUDA sigmoid' % name):
-            on_cuda = attacks.evaluate(with_cuda_sigmoid(net), data[0], data[1],
-                                       with_cuda_sigmoid(source_net), attack_names, epsilon,
-                                       bn_mode, device=device)
+            on_cuda = evaluators[CUDA].accuracy(with_cuda_sigmoid(net), victim_id, data[0],
+                                                data[1], epsilon, bn_mode,
+                                                robustness.THESIS_COLUMNS)
         accuracy.update({key + CUDA: value for key, value in on_cuda.items()})
         accuracy.update(zero_gradient_percent(net, data, device, bn_mode))
         accuracy['eval_seconds'] = round(time.time() - victim_started, 1)
-        out[(found.settings['network'], found.settings['seed'])] = accuracy
+        out[(network, seed)] = accuracy
         if progress:
             left = (time.time() - started) / k * (len(victims) - k)
             print('%s: done in %.1f s; about %.0f s left' % (name, accuracy['eval_seconds'],
@@ -250,8 +372,8 @@ def markdown(table, note, prov):
     lines += ['', '## Why the FGSM columns differ (diagnostic, beyond the thesis)', '',
               'The thesis ran Chainer on a GPU, whose sigmoid kernel computes tanh in float64 and '
               'keeps tiny nonzero outputs (and gradients) where the CPU\'s float32 sigmoid is '
-              'exactly 0 (friendly/cuda_sigmoid.py). Below, the same networks and test with '
-              'that CUDA arithmetic of the sigmoid (in the victim and in the source; Elastic '
+              'exactly 0 (friendly/functions/cuda_sigmoid.py). Below, the same networks and test '
+              'with that CUDA arithmetic of the sigmoid (in the victim and in the source; Elastic '
               'Sigmoid unchanged), beside the thesis. Mean ± sample standard deviation '
               '[min–max]. The black-box source\'s FGSM gradient is exactly 0 in %.2f %% of its '
               'entries (CUDA sigmoid: %.2f %%).' % (prov['source']['zero_gradient'],
@@ -274,14 +396,6 @@ def markdown(table, note, prov):
         'Per network and seed (weights file and checksum, training commit, epochs, best '
         'validation epoch) see tables.json.', '']
     return '\n'.join(lines)
-
-
-def training_log(found):
-    """The per-epoch LogReport entries a found network was trained with."""
-    path = (os.path.join(found.folder, found.entry['log']) if found.origin == 'committed'
-            else os.path.join(found.folder, 'log'))
-    with open(path) as f:
-        return json.load(f)
 
 
 # A run collapsed when its last epoch's training accuracy is this far below its best epoch's.

@@ -16,7 +16,8 @@ import json
 from friendly import mnist
 from friendly.defaults import NETWORKS
 from friendly.networks import ARITHMETICS
-from friendly.training import MONITORS, run_folder, settings_for, train
+from friendly.training import MONITORS, settings_for, train
+from friendly.weights import run_folder
 from runkit.cli import Parser, positive_int, run_main
 from runkit.devices import get_device
 

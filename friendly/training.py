@@ -1,16 +1,15 @@
 """Training one network of thesis Table 3.1 under the thesis protocol, resumable exactly.
 
     settings = settings_for('S')                 # everything that determines the trained network
-    record = train(settings, run_folder(settings))
+    record = train(settings, weights.run_folder(settings))
 
-A run folder holds settings.json (settings, provenance, and when finished the epochs trained),
+A run folder (runkit.runs.RunFolder) holds settings.json (settings, provenance, and when finished the epochs trained),
 log, loss.png, accuracy.png, `snapshot` (the whole trainer after the last finished epoch, for
 resume; `snapshot.previous` is the one before) and model.npz. A run killed at any point and
 resumed ends with exactly the weights of an uninterrupted run: the shuffle's random state
 travels in the snapshot (runkit.training). No work is dropped unasked: a folder holding a run is
 reused, resumed or replaced only as `resume` / `force` say (check_folder).
 """
-import json
 import os
 import sys
 import time
@@ -28,9 +27,8 @@ from runkit.cli import UserError
 from runkit.devices import get_device
 from runkit.provenance import make_folder, provenance, write_json
 from runkit.renorm import RenormSchedule
-from runkit.runs import finished_record, json_form, runs_root
-from runkit.training import (EarlyStopping, ResumableIterator, Snapshot, best_epoch,
-                             load_snapshot, snapshots)
+from runkit.runs import RunFolder
+from runkit.training import EarlyStopping, ResumableIterator, Snapshot, best_epoch, load_snapshot
 
 # What early stopping watches: the epoch mean of the training objective (GMR penalty included,
 # as the original code did) or of the validation prediction loss (the thesis text's reading).
@@ -87,24 +85,6 @@ def settings_for(name, quick=False, epochs=None, seed=None, train_subset=None, m
     return settings
 
 
-def run_folder(settings):
-    """runs/friendly/<protocol>/<network>, with -seed<k> when the seed is not the default."""
-    name = settings['network']
-    if settings['seed'] != NETWORKS[name].seed:
-        name += '-seed%d' % settings['seed']
-    return os.path.join(runs_root('friendly'), settings['protocol'], name)
-
-
-def same_settings(a, b):
-    return json_form(a) == json_form(b)
-
-
-def finished(folder, settings):
-    """The run record of `folder` if it finished with exactly these settings, else None."""
-    record = finished_record(folder)
-    return record if record and same_settings(record.get('settings'), settings) else None
-
-
 def load_data(settings, mnist_dir=None):
     (x, y), _ = mnist.load_mnist(mnist_dir)
     train, val = mnist.split_validation(x, y, settings['seed'], settings['validation_size'])
@@ -127,19 +107,16 @@ def check_folder(out, settings, resume=False, force=False, restart_advice=None):
     def refuse(holds, options):
         raise UserError('%s holds %s; %s' % (out, holds, restart_advice or options))
 
-    record = finished_record(out)
-    if record and same_settings(record.get('settings'), settings):
+    folder = RunFolder(out)
+    record = folder.finished_record()
+    if record and weights.same_settings(record.get('settings'), settings):
         print('%s already holds this run, finished; reusing it (--force trains it again)' % out)
         return record
     if record:
         refuse('a finished run with other settings', 'use another --out, or --force to replace it')
-    if snapshots(out):
-        try:
-            with open(os.path.join(out, 'settings.json')) as f:
-                started = json.load(f)['settings']
-        except (OSError, ValueError, KeyError, TypeError):
-            started = None
-        if not same_settings(started, settings):
+    if folder.snapshots():
+        started = (folder.record() or {}).get('settings')
+        if not weights.same_settings(started, settings):
             refuse('an interrupted run with other settings',
                    'use another --out, or --force to start over')
         if not resume:
@@ -162,9 +139,9 @@ def train(settings, out, device='@numpy', resume=False, force=False, progress=Tr
     if done:
         return done
     resume = resume and not force
-    settings_path = os.path.join(out, 'settings.json')
+    folder = RunFolder(out)
     if not resume:   # a fresh start: nothing older may pass for this run's model or snapshot
-        for path in snapshots(out) + [os.path.join(out, 'model.npz')]:
+        for path in folder.snapshots() + [folder.model_path]:
             if os.path.exists(path):
                 os.remove(path)
     np.random.seed(settings['seed'])   # Chainer's initialisers draw from numpy's generator
@@ -212,17 +189,17 @@ def train(settings, out, device='@numpy', resume=False, force=False, progress=Tr
 
     if resume:
         try:
-            path = load_snapshot(trainer, snapshots(out))
+            path = load_snapshot(trainer, folder.snapshots())
         except UserError as err:
             raise UserError('%s; %s' % (err, restart_advice or '--force starts the run over')) \
                 from None
         print('resumed %s at epoch %d' % (path, updater.epoch))
     record = {'settings': settings, 'finished': False,
               'provenance': provenance(device, seed=settings['seed'])}
-    write_json(settings_path, record)
+    write_json(folder.settings_path, record)
     started = time.time()
     trainer.run(show_loop_exception_msg=False)   # an error ends as one line or one traceback
-    weights.save_model(os.path.join(out, 'model.npz'), net)
+    weights.save_model(folder.model_path, net)
     log = trainer.get_extension('LogReport').log
     val_epoch, val_loss = best_epoch(log, 'validation/main/loss')
     record.update(finished=True, epochs_trained=updater.epoch,
@@ -233,5 +210,5 @@ def train(settings, out, device='@numpy', resume=False, force=False, progress=Tr
                   wall_time_s=round(trainer.elapsed_time, 1),
                   this_session_s=round(time.time() - started, 1),
                   batch_renorm_rmax=[float(l.rmax) for l in net.batch_renorm_links()])
-    write_json(settings_path, record)
+    write_json(folder.settings_path, record)
     return record

@@ -65,6 +65,20 @@ def first_line(err):
     return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
+def name_value_pairs(pairs, option, names, value='N', minimum=0):
+    """{NAME: integer} from an option's 'NAME=N' words; a UserError for a NAME not in `names`
+    or an N that is no integer of at least `minimum`."""
+    out = {}
+    for pair in pairs or []:
+        name, _, number = pair.partition('=')
+        if name not in names or not number.isdigit() or int(number) < minimum:
+            raise UserError('bad %s %r: expected NAME=%s with NAME one of %s%s' % (
+                option, pair, value, ', '.join(names),
+                ' and %s >= %d' % (value, minimum) if minimum else ''))
+        out[name] = int(number)
+    return out
+
+
 def int_arg(text):
     try:
         return int(text)

@@ -9,7 +9,8 @@ that, the next step.
 Modes of the link's forward:
   'train'    r, d clipped to rmax/dmax, batch statistics, running averages updated (training)
   'batch'    plain Batch Normalization on the batch's own statistics (r = 1, d = 0), running
-             averages neither used nor updated: the thesis's chapter-3 test mode
+             averages neither used nor updated: the thesis's chapter-3 test mode; with a
+             `group`, each run of `group` rows on its own statistics, as if it were a batch
   'running'  the learned running averages (Chainer's inference)
   None       'train' under chainer.config.train, else 'running'
 """
@@ -30,15 +31,46 @@ class BatchRenormalization(L.BatchRenormalization):
         self.register_persistent('rmax')
         self.register_persistent('dmax')
 
-    def forward(self, x, mode=None):
+    def forward(self, x, mode=None, group=None):
+        """Normalise x (rows: examples) in `mode` (MODES, or None: module doc); `group` only
+        matters in 'batch' mode, for more than `group` rows."""
         if mode is None:
             mode = 'train' if chainer.config.train else 'running'
         if mode == 'batch':
+            if group and len(x) > group:
+                return self._grouped(chainer.as_variable(x), group)
             return F.batch_normalization(x, self.gamma, self.beta, eps=self.eps)
         if mode not in MODES:
             raise ValueError('unknown Batch Renormalization mode %r' % (mode,))
         with chainer.using_config('train', mode == 'train'):
             return super().forward(x)
+
+    def _grouped(self, h, group):
+        """'batch' mode on each run of `group` rows of h: (h - mean) / sqrt(var + eps) * gamma
+        + beta with each run's own mean and (biased) variance; the rows after the last whole
+        run are a batch of their own. Several test batches go through one call this way."""
+        n, c = h.shape
+        full = n - n % group
+        parts = []
+        if full and not chainer.config.enable_backprop:
+            # the same arithmetic on arrays: a query of Square pays no graph bookkeeping
+            hg = h.array[:full].reshape(full // group, group, c)
+            centred = hg - hg.mean(axis=1, keepdims=True)
+            scale = self.gamma.array / self.xp.sqrt((centred ** 2).mean(axis=1, keepdims=True)
+                                                    + self.eps)
+            parts.append(chainer.Variable((centred * scale + self.beta.array).reshape(full, c)))
+        elif full:
+            hg = F.reshape(h[:full], (full // group, group, c))
+            mean = F.mean(hg, axis=1, keepdims=True)
+            centred = hg - F.broadcast_to(mean, hg.shape)
+            var = F.mean(F.square(centred), axis=1, keepdims=True)
+            normed = centred / F.broadcast_to(F.sqrt(var + self.eps), hg.shape)
+            normed = F.reshape(normed, (full, c))
+            parts.append(normed * F.broadcast_to(self.gamma, normed.shape)
+                         + F.broadcast_to(self.beta, normed.shape))
+        if full < n:
+            parts.append(F.batch_normalization(h[full:], self.gamma, self.beta, eps=self.eps))
+        return parts[0] if len(parts) == 1 else F.concat(parts, axis=0)
 
 
 class RenormSchedule(training.Extension):

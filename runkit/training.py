@@ -15,9 +15,7 @@ import numpy as np
 from runkit.cli import UserError, first_line
 from runkit.provenance import atomic_write
 from runkit.renorm import scalar
-
-SNAPSHOT = 'snapshot'
-PREVIOUS = SNAPSHOT + '.previous'
+from runkit.runs import PREVIOUS, SNAPSHOT
 
 
 class ShuffleOrder:
@@ -107,12 +105,6 @@ class Snapshot(chainer.training.Extension):
             os.replace(path, os.path.join(trainer.out, PREVIOUS))
         atomic_write(path, lambda tmp: chainer.serializers.save_npz(tmp, trainer,
                                                                     compression=False))
-
-
-def snapshots(folder):
-    """The snapshots Snapshot left in `folder`, newest first."""
-    paths = (os.path.join(folder, name) for name in (SNAPSHOT, PREVIOUS))
-    return [path for path in paths if os.path.exists(path)]
 
 
 def load_snapshot(trainer, paths):

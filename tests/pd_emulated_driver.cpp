@@ -1,9 +1,10 @@
-// Runs one Pairwise Difference kernel on the CPU through friendly/cuda_emulation.h.
+// Runs one Pairwise Difference kernel on the CPU through friendly/functions/cuda_emulation.h.
 // Built by tests/test_pd_kernels_emulated.py with the kernel source named by PD_SOURCE and the
-// macros of friendly/pd_kernels.py's defines() (element type, tile factors, block shape):
-//   g++ -std=c++20 -pthread -include friendly/cuda_emulation.h -DPD_REAL=double -DPD_QN=.. \
-//       -DPD_QO=.. -DPD_THREADS=.. (...) -DPD_SOURCE='"friendly/pairwise_difference.cu"' \
-//       tests/pd_emulated_driver.cpp
+// macros of friendly/functions/pd_kernels.py's defines() (element type, tile factors, block
+// shape):
+//   g++ -std=c++20 -pthread -include friendly/functions/cuda_emulation.h -DPD_REAL=double \
+//       -DPD_QN=.. -DPD_QO=.. -DPD_THREADS=.. (...) \
+//       -DPD_SOURCE='"friendly/functions/pairwise_difference.cu"' tests/pd_emulated_driver.cpp
 // Usage: driver KERNEL GX GY GZ N P O CHUNK DIR
 //   KERNEL is forward | grad_w | grad_patches; DIR holds v.bin (N*P), w.bin (O*P*P) and
 //   gy.bin (N*O) as raw PD_REAL; the result (zero-initialised, as the Python launcher does) is

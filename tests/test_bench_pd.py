@@ -1,5 +1,5 @@
-"""friendly/bench_pd.py on the CPU at a tiny batch: what its report holds, where it goes (never
-into results/ unless asked), and one-line errors for bad options."""
+"""friendly/benchmarks/bench_pd.py on the CPU at a tiny batch: what its report holds, where it
+goes (never into results/ unless asked), and one-line errors for bad options."""
 import os
 import re
 import subprocess
@@ -9,7 +9,7 @@ import numpy
 import pytest
 
 import pd_reference as ref
-from friendly import bench_pd, bench_pd_ptx, benchmarking
+from friendly.benchmarks import bench_pd, bench_pd_ptx, benchmarking
 from friendly.defaults import NETWORKS, PROTOCOL
 from runkit.cli import UserError
 from runkit.devices import get_device
@@ -97,7 +97,8 @@ def test_unusable_gpu_is_one_line(runs_dir):
         pass
     else:
         pytest.skip('a GPU is usable here')
-    result = subprocess.run([sys.executable, os.path.join(ROOT, 'friendly', 'bench_pd.py'),
+    result = subprocess.run([sys.executable,
+                             os.path.join(ROOT, 'friendly', 'benchmarks', 'bench_pd.py'),
                              '--device', '@cupy:0'], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith('error: ')

@@ -6,13 +6,16 @@ import os
 import subprocess
 import sys
 
+import chainer
 import numpy as np
 import pytest
 
-from friendly import attacks, training, weights
+from friendly import attacks, mnist, robustness, training, weights
+from thesis_reference import fgsm_accuracy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPSILON = 77
+CPU = chainer.get_device('@numpy')
 
 
 @pytest.fixture(scope='module')
@@ -28,7 +31,7 @@ def trained(tmp_path_factory, mnist_folder):
         weights.export(out, record, store=store)
         nets[name], folders[name] = weights.load_run(out)[0], out
         folders[name + '_file'] = os.path.join(store, weights.file_name(settings))
-    x, t = attacks.test_set(400, mnist_folder)
+    x, t = mnist.test_set(400, mnist_folder)
     return nets, folders, x, t
 
 
@@ -39,8 +42,8 @@ def test_fgsm_stays_in_the_integer_box_and_hurts(trained):
     assert np.abs(adv - x).max() <= EPSILON
     assert np.all(adv == np.round(adv)) and adv.min() >= 0 and adv.max() <= 255
     assert np.abs(adv - x).max() == EPSILON  # it moves
-    clean, attacked = attacks.accuracy(net, x, t, 'batch'), attacks.accuracy(net, adv, t, 'batch')
-    assert clean > 0.4 * len(x) and attacked < 0.85 * clean
+    clean, attacked = robustness.score(net, x, t, 'batch'), robustness.score(net, adv, t, 'batch')
+    assert clean.sum() > 0.4 * len(x) and attacked.sum() < 0.85 * clean.sum()
 
 
 def test_fgsm_is_one_signed_step_of_the_squared_distance(trained):
@@ -55,8 +58,8 @@ def test_apgd_at_least_as_strong_as_fgsm(trained):
     nets, _, x, t = trained
     net, x, t = nets['S'], x[:200], t[:200]
     adv = attacks.apgd(net, x, t, EPSILON, steps=20, rng=np.random.RandomState(0))
-    fgsm_correct = attacks.accuracy(net, attacks.fgsm(net, x, t, EPSILON), t, 'batch')
-    assert attacks.accuracy(net, adv, t, 'batch') <= fgsm_correct
+    fgsm_correct = robustness.score(net, attacks.fgsm(net, x, t, EPSILON), t, 'batch').sum()
+    assert robustness.score(net, adv, t, 'batch').sum() <= fgsm_correct
 
 
 def test_original_pgd_stays_in_the_integer_ball(trained):
@@ -68,21 +71,30 @@ def test_original_pgd_stays_in_the_integer_ball(trained):
     assert adv.min() >= 0 and adv.max() <= 255
 
 
-def test_evaluate_black_box_comes_from_the_source(trained):
+def test_the_evaluator_measures_table_3_2_and_black_box_comes_from_the_source(trained):
     nets, _, x, t = trained
     victim, source = nets['S'], nets['source']
-    x, t = x[:200], t[:200]
-    result = attacks.evaluate(victim, x, t, source=source)
-    assert set(result) == {'clean', 'white_box_fgsm', 'black_box_fgsm'}
-    black = attacks.fgsm(source, x, t, EPSILON)
-    assert result['black_box_fgsm'] == 100.0 * attacks.accuracy(victim, black, t, 'batch') / 200
+    evaluator = robustness.Evaluator(source, CPU, {}, chunk=200)
+    result = evaluator.accuracy(victim, 'S', x, t, EPSILON, 'batch', robustness.THESIS_COLUMNS)
+    assert result == fgsm_accuracy(victim, source, x, t)
+    assert list(result) == ['clean', 'white_box_fgsm', 'black_box_fgsm']
     assert result['white_box_fgsm'] != result['black_box_fgsm']
     assert result['white_box_fgsm'] < result['clean']
-    assert attacks.evaluate(victim, x, t)['clean'] == result['clean']   # no source: no column
+
+
+def test_attack_columns_are_white_and_black_box_with_the_attacks_defaults():
+    columns = robustness.attack_columns(['fgsm', 'apgd', 'transfer'], black_box=True)
+    assert list(columns) == ['white_box_fgsm', 'black_box_fgsm', 'white_box_apgd',
+                             'black_box_apgd', 'transfer']
+    assert columns['black_box_apgd'].on == columns['transfer'].on == 'source'
+    assert columns['transfer'].attack == 'apgd' and columns['transfer'].budget == ()
+    assert [c.kind for c in columns.values()] == ['single-step gradient', 'transfer',
+                                                  'iterative gradient', 'transfer', 'transfer']
+    assert list(robustness.attack_columns(['square'], black_box=False)) == ['white_box_square']
 
 
 def test_every_attack_is_in_the_registry():
-    assert {'fgsm', 'pgd', 'apgd', 'apgd_ce', 'square', 'transfer'} <= set(attacks.ATTACKS)
+    assert {'fgsm', 'pgd', 'apgd', 'apgd_ce', 'apgd_t', 'square'} <= set(attacks.ATTACKS)
 
 
 def run(args, env=None, **kwargs):
@@ -96,11 +108,17 @@ def test_attack_cli_on_committed_weights_and_run_folders(trained, mnist_folder, 
     by_file = run(['friendly/attack.py', folders['S_file'], '--source', folders['source_file'],
                    '--test-subset', '200', '--mnist-dir', mnist_folder, '--json', str(out)])
     assert by_file.returncode == 0, by_file.stderr
-    expected = attacks.evaluate(nets['S'], x[:200], t[:200], nets['source'])
+    expected = fgsm_accuracy(nets['S'], nets['source'], x[:200], t[:200])
     assert json.loads(out.read_text())['accuracy_percent'] == expected
     by_folder = run(['friendly/attack.py', folders['S'], '--source', folders['source'],
                      '--test-subset', '200', '--mnist-dir', mnist_folder])
     assert by_folder.returncode == 0 and json.dumps(expected) in by_folder.stdout
+    transfer = run(['friendly/attack.py', folders['S'], '--source', folders['source'],
+                    '--attack', 'transfer', '--test-subset', '200', '--mnist-dir', mnist_folder,
+                    '--json', str(out)])
+    assert transfer.returncode == 0, transfer.stderr
+    result = json.loads(out.read_text())['accuracy_percent']
+    assert list(result) == ['clean', 'transfer'] and result['transfer'] < result['clean']
 
 
 @pytest.mark.parametrize('args, message', [

@@ -1,5 +1,5 @@
-"""The CUDA sigmoid (friendly/cuda_sigmoid.py): Chainer's own GPU kernel body built for the CPU
-gives the same numbers, they differ from Chainer's CPU sigmoid only where that one is exactly 0,
+"""The CUDA sigmoid (friendly/functions/cuda_sigmoid.py): Chainer's own GPU kernel body built for
+the CPU gives the same numbers, they differ from Chainer's CPU sigmoid only where that one is exactly 0,
 gradients, and the FGSM that the CPU's zeros stop."""
 import inspect
 import os
@@ -16,8 +16,8 @@ from chainer import gradient_check
 import gpu
 from cpp_kernels import run_body
 from friendly import attacks
-from friendly.cuda_sigmoid import CudaSigmoid, cuda_sigmoid, with_cuda_sigmoid
-from friendly.elastic_sigmoid import ElasticSigmoidLink
+from friendly.functions.cuda_sigmoid import CudaSigmoid, cuda_sigmoid, with_cuda_sigmoid
+from friendly.functions.elastic_sigmoid import ElasticSigmoidLink
 from friendly.networks import build_network
 
 X = np.concatenate([np.linspace(-45, 45, 901), [-17.5, -20.0, -30.0, 17.5, 0.0]])
@@ -185,7 +185,7 @@ def test_arithmetic_switch_reaches_every_sigmoid_and_is_recorded(tmp_path, mnist
         'GMRES', arithmetic='cuda')
     assert 'arithmetic' not in default and default['protocol'] == 'thesis'
     assert switched['arithmetic'] == 'cuda' and switched['protocol'] == 'thesis-cuda'
-    assert training.run_folder(switched).endswith(os.path.join('thesis-cuda', 'GMRES'))
+    assert weights.run_folder(switched).endswith(os.path.join('thesis-cuda', 'GMRES'))
     settings = training.settings_for('GMRES', epochs=1, train_subset=200, arithmetic='cuda')
     run = str(tmp_path / 'run')
     record = training.train(settings, run, progress=False, mnist_dir=mnist_folder)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from chainer import gradient_check
 
-from friendly.angular import DENOMINATOR_CONSTANT, AngularFunction, angular
-from friendly.elastic_sigmoid import ElasticSigmoid, ElasticSigmoidLink
+from friendly.functions.angular import DENOMINATOR_CONSTANT, AngularFunction, angular
+from friendly.functions.elastic_sigmoid import ElasticSigmoid, ElasticSigmoidLink
 
 RNG = np.random.RandomState(0)
 

@@ -21,6 +21,39 @@ def test_output_shape(name):
     assert y.shape == (6, 10) and y.dtype == np.float32 and np.all(np.isfinite(y.array))
 
 
+@pytest.mark.parametrize('mode', ['batch', 'running'])
+@pytest.mark.parametrize('name', [n for n in NETWORKS if n != 'PD'])
+def test_logits_are_what_the_output_activation_is_applied_to(name, mode):
+    np.random.seed(3)   # Chainer's initialisers draw from numpy's generator
+    net = build_network(name)
+    rng = np.random.RandomState(1)
+    for link in net.batch_renorm_links():   # running averages unlike any batch's statistics
+        link.avg_mean[...] = rng.uniform(-1, 1, link.avg_mean.shape)
+    for param in net.params():
+        if param.name == 's':                # Elastic Sigmoid scales other than their start
+            param.array[...] = rng.uniform(0.5, 3, param.shape)
+    with chainer.using_config('train', False):
+        z, y = net.logits(X, mode)
+        assert np.array_equal(y.array, net(X, mode).array)
+        h = z / net.elastic_scales()[-1] if net.elastic_scales() else z   # Elastic: z = s h
+        np.testing.assert_allclose(net.activations[-1](h).array, y.array, rtol=0, atol=1e-6)
+    assert np.array_equal(z.array.argmax(axis=1), y.array.argmax(axis=1))
+
+
+def test_grouped_batch_statistics_are_each_groups_own():
+    """'batch' mode with a group: each run of `group` rows normalised as a batch of its own (the
+    rows left over too), the same with and without a graph."""
+    net = build_network('RS')
+    x = np.random.RandomState(2).randint(0, 256, (14, 1, 28, 28)).astype(np.float32)
+    z, y = net.logits(x, 'batch', group=4)
+    alone = np.concatenate([net(x[i:i + 4], 'batch').array for i in range(0, 14, 4)])
+    np.testing.assert_allclose(y.array, alone, atol=1e-4)
+    with chainer.no_backprop_mode():
+        z_arrays, _ = net.logits(x, 'batch', group=4)
+    np.testing.assert_allclose(z_arrays.array, z.array, rtol=1e-4, atol=1e-4)
+    assert np.abs(y.array - net(x, 'batch').array).max() > 1e-3   # not the whole batch's
+
+
 def test_layers_follow_table():
     assert len(build_network('S').layers) == 3
     assert build_network('S').batch_renorms is None and len(build_network('RS').batch_renorms) == 3

@@ -220,10 +220,10 @@ def test_evaluate_record(env, tmp_path):
     assert '**PD** is a recorded measurement' in text and '| | S | PD |' in text
 
 
-@covers('python friendly/bench.py')
+@covers('python friendly/benchmarks/bench.py')
 def test_bench(env):
     """bench.py with `--iterations 200` (the default 2,000 iterations take tens of seconds)."""
-    status, out, err = run('python friendly/bench.py', env, '--iterations', '200')
+    status, out, err = run('python friendly/benchmarks/bench.py', env, '--iterations', '200')
     assert status == 0, err
     assert 'ms' in out
     assert re.search(r'CUDA sigmoid arithmetic: .* ratio [\d.]+ \(target <= 1.5\)', out), out
@@ -266,17 +266,18 @@ def test_arithmetic_split(env, tmp_path):
     assert made.split('\n| seed |')[1] == committed.split('\n| seed |')[1]
 
 
-@covers('python friendly/bench_pd.py')
+@covers('python friendly/benchmarks/bench_pd.py')
 def test_bench_pd(env, tmp_path):
     """bench_pd.py with `--batches 2 --repeats 1 --no-train` (the default batches 20 and 256
     take minutes): the report under $LENSES_RUNS."""
-    status, out, err = run('python friendly/bench_pd.py', env, '--batches', '2', '--repeats',
-                           '1', '--no-train')
+    status, out, err = run('python friendly/benchmarks/bench_pd.py', env, '--batches', '2',
+                           '--repeats', '1', '--no-train')
     assert status == 0, err
     assert (tmp_path / 'runs' / 'friendly' / 'bench' / 'bench_pd.md').exists()
 
 
-@covers('python friendly/bench_pd.py --device @cupy:0 --results results/bench_pd_gpu.md')
+@covers('python friendly/benchmarks/bench_pd.py --device @cupy:0 '
+        '--results results/bench_pd_gpu.md')
 def test_bench_pd_gpu(env, tmp_path):
     """The GPU record's command, in a scratch folder (so `results` is not the repository's),
     with `--batches 2 --repeats 1 --no-train`; without a GPU it is one line."""
@@ -292,12 +293,12 @@ def test_bench_pd_gpu(env, tmp_path):
     assert (scratch / 'results' / 'bench_pd_gpu.md').exists()
 
 
-@covers('python friendly/bench_pd_ptx.py')
+@covers('python friendly/benchmarks/bench_pd_ptx.py')
 def test_bench_pd_ptx(env, tmp_path):
     """bench_pd_ptx.py exactly (it needs nvcc, not a GPU): the report under $LENSES_RUNS."""
     if shutil.which('nvcc') is None:
         pytest.skip('needs nvcc')
-    status, _, err = run('python friendly/bench_pd_ptx.py', env)
+    status, _, err = run('python friendly/benchmarks/bench_pd_ptx.py', env)
     assert status == 0, err
     assert (tmp_path / 'runs' / 'friendly' / 'bench' / 'bench_pd_ptx.md').exists()
 
@@ -317,14 +318,14 @@ def test_robustness_eval(env, tmp_path):
     assert (tmp_path / 'runs' / 'friendly' / 'robustness' / 'robustness.md').exists()
 
 
-@covers('python friendly/bench_attacks.py')
+@covers('python friendly/benchmarks/bench_attacks.py')
 def test_bench_attacks(env, tmp_path):
     """bench_attacks.py exactly until its first Square timing (the evaluation it then times
     takes minutes), then Ctrl-C; then with `--queries 30 --skip-evaluation` to the end: the
     report under $LENSES_RUNS."""
-    status, out, err = run_until('python friendly/bench_attacks.py', '| 77 |', env)
+    status, out, err = run_until('python friendly/benchmarks/bench_attacks.py', '| 77 |', env)
     assert_interrupted(status, err)
-    status, out, err = run('python friendly/bench_attacks.py', env, '--queries', '30',
+    status, out, err = run('python friendly/benchmarks/bench_attacks.py', env, '--queries', '30',
                            '--skip-evaluation')
     assert status == 0, err
     assert (tmp_path / 'runs' / 'friendly' / 'bench' / 'bench_attacks.md').exists()

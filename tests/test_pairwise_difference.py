@@ -9,8 +9,8 @@ import chainer.functions as F
 from chainer import gradient_check
 
 import pd_reference as ref
-from friendly import pairwise_difference as pd_module
-from friendly.pairwise_difference import PairwiseDifference, pairwise_difference
+from friendly.functions import pairwise_difference as pd_module
+from friendly.functions.pairwise_difference import PairwiseDifference, pairwise_difference
 
 # (batch, channels, height, width, ksize, stride, pad, outputs)
 SHAPES = [

@@ -1,14 +1,14 @@
 """Pairwise Difference on a CUDA device: the CuPy kernels against the numpy reference, and the
 Chainer function on the device. Everything skips, with the reason, where no device is usable.
 
-The kernel tests need only numpy, cupy and pytest (friendly/pd_kernels.py imports neither
+The kernel tests need only numpy, cupy and pytest (friendly/functions/pd_kernels.py imports neither
 Chainer nor cupy at load); the Chainer tests import Chainer inside.
 """
 import numpy
 import pytest
 
 import pd_reference as ref
-from friendly import pd_kernels as pdk
+from friendly.functions import pd_kernels as pdk
 
 
 def _cuda_problem():
@@ -89,7 +89,7 @@ def _chainer_on_gpu():
     try:
         from chainer.backends import cuda
         available = cuda.available
-        from friendly import pairwise_difference  # noqa: F401
+        from friendly.functions import pairwise_difference  # noqa: F401
     except Exception as err:  # noqa: BLE001 - a Chainer that cannot run here is a skip
         pytest.skip('Chainer is not usable here (%s: %s)' % (type(err).__name__, err))
     if not available:
@@ -106,7 +106,7 @@ def _chainer_on_gpu():
 def test_lean_matches_naive_on_device(shape):
     chainer = _chainer_on_gpu()
     import cupy
-    from friendly.pairwise_difference import pairwise_difference
+    from friendly.functions.pairwise_difference import pairwise_difference
     batch, c, h, w, ksize, stride, pad, out = shape
     rng = numpy.random.default_rng(1)
     x = cupy.asarray(rng.normal(0, 2, (batch, c, h, w)))
@@ -127,7 +127,7 @@ def test_check_backward_on_device(impl):
     chainer = _chainer_on_gpu()
     import cupy
     from chainer import gradient_check
-    from friendly.pairwise_difference import pairwise_difference
+    from friendly.functions.pairwise_difference import pairwise_difference
     rng = numpy.random.default_rng(3)
     x = cupy.asarray(rng.normal(0, 1, (2, 2, 4, 4)))
     W = cupy.asarray(rng.uniform(-1, 1, (3, (2 * 3 * 3) ** 2)))

@@ -1,10 +1,10 @@
 """The Pairwise Difference CUDA source, checked without a GPU.
 
 Every .cu file under friendly/ must compile with nvcc; the kernels themselves are compiled with g++
-against friendly/cuda_emulation.h, run on the CPU with the launch geometry and macros
-friendly/pd_kernels.py uses, and compared with the numpy reference. Needs neither Chainer nor a
-GPU. What the compiler makes of the kernels (vector loads, registers, spills) is reported by
-friendly/bench_pd_ptx.py, not checked here.
+against friendly/functions/cuda_emulation.h, run on the CPU with the launch geometry and
+macros friendly/functions/pd_kernels.py uses, and compared with the numpy reference. Needs
+neither Chainer nor a GPU. What the compiler makes of the kernels (vector loads, registers,
+spills) is reported by friendly/benchmarks/bench_pd_ptx.py, not checked here.
 """
 import glob
 import os
@@ -16,12 +16,12 @@ import numpy
 import pytest
 
 import pd_reference as ref
-from friendly import pd_kernels as pdk
+from friendly.functions import pd_kernels as pdk
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HEADER = os.path.join(ROOT, 'friendly', 'cuda_emulation.h')
+HEADER = os.path.join(ROOT, 'friendly', 'functions', 'cuda_emulation.h')
 DRIVER = os.path.join(ROOT, 'tests', 'pd_emulated_driver.cpp')
-CU_FILES = sorted(glob.glob(os.path.join(ROOT, 'friendly', '*.cu')))
+CU_FILES = sorted(glob.glob(os.path.join(ROOT, 'friendly', '**', '*.cu'), recursive=True))
 
 
 def test_source_defines_the_launched_kernels():

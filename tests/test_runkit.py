@@ -4,6 +4,7 @@ import errno
 import json
 import importlib.util
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 
 from runkit import cli, devices, provenance
 from runkit.renorm import BatchRenormalization
+from runkit.runs import RunFolder
 from runkit.training import ShuffleOrder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -195,7 +197,7 @@ def test_rmax_dmax_are_saved_with_the_link(tmp_path):
 
 @pytest.mark.parametrize('record', ['tables', 'robustness'])
 def test_records_say_in_their_first_line_when_made_from_uncommitted_changes(record):
-    from friendly import robustness_eval, tables
+    from friendly import robustness_record, tables
     with open(os.path.join(ROOT, 'results', record + '.json' if record == 'tables'
                            else os.path.join('robustness', 'robustness.json'))) as f:
         document = json.load(f)
@@ -205,7 +207,36 @@ def test_records_say_in_their_first_line_when_made_from_uncommitted_changes(reco
     for commit, flagged in (('abc', False), ('abc+dirty', True)):
         document['provenance']['commit'] = commit
         text = (tables.markdown(document['networks'], 'note', document['provenance'])
-                if record == 'tables' else robustness_eval.markdown(document))
+                if record == 'tables' else robustness_record.markdown(document))
         first = text.splitlines()[0]
         assert first.startswith('# ')
         assert first.endswith('(made from a working tree with uncommitted changes)') == flagged
+
+
+def test_a_run_folder_is_finished_only_with_its_model_and_a_finished_record(tmp_path):
+    folder = RunFolder(str(tmp_path))
+    assert folder.record() is None and folder.finished_record() is None
+    provenance.write_json(folder.settings_path, {'settings': {'seed': 1}, 'finished': True})
+    assert folder.finished_record() is None             # no model.npz yet
+    open(folder.model_path, 'wb').close()
+    assert folder.finished_record() == {'settings': {'seed': 1}, 'finished': True}
+    provenance.write_json(folder.settings_path, {'settings': {'seed': 1}, 'finished': False})
+    assert folder.finished_record() is None and folder.record()['finished'] is False
+    with open(folder.settings_path, 'w') as f:
+        f.write('{"settings": ')                          # a damaged record reads as none
+    assert folder.record() is None and folder.finished_record() is None
+    open(os.path.join(str(tmp_path), 'snapshot.previous'), 'wb').close()
+    open(os.path.join(str(tmp_path), 'snapshot'), 'wb').close()
+    assert folder.snapshots() == [os.path.join(str(tmp_path), name)
+                                  for name in ('snapshot', 'snapshot.previous')]
+
+
+def test_name_value_pairs_are_checked_in_one_line():
+    assert cli.name_value_pairs(['PD=20', 'S=3'], '--epochs-for', ('S', 'PD'), minimum=1) == {
+        'PD': 20, 'S': 3}
+    assert cli.name_value_pairs(None, '--seed-for', ('S',)) == {}
+    for pair, message in (('XYZ=3', "bad --epochs-for 'XYZ=3': expected NAME=N with NAME one of "
+                                    "S, PD and N >= 1"),
+                          ('PD=0', "bad --epochs-for 'PD=0'"), ('PD=x', "bad --epochs-for")):
+        with pytest.raises(cli.UserError, match=re.escape(message)):
+            cli.name_value_pairs([pair], '--epochs-for', ('S', 'PD'), minimum=1)

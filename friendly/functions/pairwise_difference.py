@@ -10,8 +10,8 @@ one output map per o, laid out like a convolution's. Two implementations, select
   differentiable any number of times.
 - "lean": a FunctionNode that never holds that tensor (the thesis's unfinished plan): on the CPU it
   walks the reference elements i in chunks whose working memory stays under CPU_CHUNK_BYTES, on
-  the GPU it launches the kernels of pairwise_difference.cu (friendly/pd_kernels.py). First
-  derivatives only.
+  the GPU it launches the kernels of pairwise_difference.cu (pd_kernels.py). First derivatives
+  only.
 """
 import numpy
 
@@ -20,7 +20,7 @@ import chainer.functions as F
 from chainer import backend, function_node, initializers, link
 from chainer.utils import conv, type_check
 
-from friendly import pd_kernels
+from friendly.functions import pd_kernels
 
 # Working memory of the chunked CPU path (its two (patches, rows, P) buffers together).
 CPU_CHUNK_BYTES = 16 * 2 ** 20

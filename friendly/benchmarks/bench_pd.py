@@ -1,9 +1,9 @@
 """Pairwise Difference benchmark: the composed reference ("naive") against the memory-lean path,
 on the PD network the registry builds (thesis 3.2.3, Table 3.1).
 
-    python friendly/bench_pd.py                                  # CPU, batches 20 and 256
-    python friendly/bench_pd.py --device @cupy:0                 # GPU
-    python friendly/bench_pd.py --results results/bench_pd.md    # rewrite the record
+    python friendly/benchmarks/bench_pd.py                                # CPU, batches 20, 256
+    python friendly/benchmarks/bench_pd.py --device @cupy:0               # GPU
+    python friendly/benchmarks/bench_pd.py --results results/bench_pd.md  # rewrite the record
 
 The report goes to runs/friendly/bench/bench_pd.md (bench_pd_gpu.md on a GPU); results/ is
 written only when --results names it. The layer is the PD network's first: one 28x28 patch per
@@ -24,9 +24,10 @@ import friendly  # noqa: F401  (its Chainer compatibility patches before chainer
 import chainer
 import numpy
 
-from friendly import benchmarking, pd_kernels
-from friendly import pairwise_difference as pd_module
+from friendly.benchmarks import benchmarking
 from friendly.defaults import NETWORKS, PROTOCOL
+from friendly.functions import pairwise_difference as pd_module
+from friendly.functions import pd_kernels
 from friendly.networks import build_network
 from friendly.objective import Objective
 from runkit import cli
@@ -76,7 +77,7 @@ def layer_runs(layer, x, gy):
 
 def lean_parts(x, W, gy):
     """{part: run} of the lean path on patch rows, without Chainer: the chunked numpy functions
-    on the CPU, the kernels of friendly/pd_kernels.py on a GPU."""
+    on the CPU, the kernels of friendly/functions/pd_kernels.py on a GPU."""
     v, g = x.reshape(x.shape[0], -1), gy.reshape(gy.shape[0], -1)
     if isinstance(x, numpy.ndarray):
         return {'forward': lambda: (pd_module.lean_forward_cpu(v, W),),
@@ -195,7 +196,7 @@ def report(info, meter, gpu, rows, iteration, checks):
             _mib(naive['peak']), _mib(lean['peak']), 1 / max(row['peak ratio'], 1e-9)))
     lines += ['', 'Lean path by part, on patch rows (%s), against one read of W (`W.sum()`); '
               '"around" is the lean forward above minus its part here (Chainer, im2col, launches):'
-              % ('friendly/pd_kernels.py' if gpu else 'chunked numpy'), '',
+              % ('friendly/functions/pd_kernels.py' if gpu else 'chunked numpy'), '',
               '| batch | forward | grad W | grad patches | W read | forward / W read | around |',
               '|' + '---|' * 7]
     for row in rows:

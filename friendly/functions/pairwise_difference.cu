@@ -7,8 +7,8 @@
 //                  with D[n, i, j] = (sum_o gy[n, o] w[o, k]) * s'(v[n, i] - v[n, j])
 // Every sigmoid is recomputed where it is needed; no kernel stores more than a tile of them.
 //
-// Defined in front of this source (friendly/pd_kernels.py's defines(): prepended by the CuPy
-// launcher, -D flags for nvcc and the CPU emulation):
+// Defined in front of this source (friendly/functions/pd_kernels.py's defines(): prepended by
+// the CuPy launcher, -D flags for nvcc and the CPU emulation):
 //   PD_REAL     float or double
 //   PD_QN       patches per thread (1..4): a block covers PD_BN = PD_TN * PD_QN patches
 //   PD_QO       output tile factor (1..4): forward and weight-gradient blocks cover
@@ -27,7 +27,7 @@
 #if !defined(PD_REAL) || !defined(PD_QN) || !defined(PD_QO) || !defined(PD_THREADS) || \
     !defined(PD_TN) || !defined(PD_TO) || !defined(PD_KT) || !defined(PD_GK) ||          \
     !defined(PD_RT) || !defined(PD_MC)
-#error "define PD_REAL, PD_QN, PD_QO and the block shape (friendly/pd_kernels.py defines())"
+#error "define PD_REAL, PD_QN, PD_QO and the block shape (pd_kernels.py defines())"
 #endif
 
 typedef PD_REAL real_t;

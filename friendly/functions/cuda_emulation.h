@@ -1,6 +1,7 @@
 // Just enough CUDA for a kernel source to compile with g++ and run on the CPU, so kernels are
 // checked on machines without a GPU:
-//   g++ -std=c++20 -pthread -include friendly/cuda_emulation.h -x c++ kernels.cu driver.cpp
+//   g++ -std=c++20 -pthread -include friendly/functions/cuda_emulation.h -x c++ kernels.cu \
+//       driver.cpp
 // Blocks run one after another; inside a block every CUDA thread is a host thread, and
 // __syncthreads is a barrier across them. Shared arrays become function statics, which is
 // correct because only one block is alive at a time. Warp-level intrinsics are not provided.

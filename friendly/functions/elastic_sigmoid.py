@@ -4,7 +4,7 @@
 
 Shrinking |s| flattens the activation and so the input gradient that GMR penalises.
 
-With the CUDA arithmetic (friendly/cuda_sigmoid.py) the link computes what the original's
+With the CUDA arithmetic (friendly/functions/cuda_sigmoid.py) the link computes what the original's
 `F.sigmoid(scale * x)` computed on the thesis's GPU: the product s x rounded to float32, then
 Chainer's CUDA sigmoid of it; gradients flow through both (double backward included).
 """
@@ -13,7 +13,7 @@ import chainer.functions as F
 from chainer import backend, function_node
 from chainer.utils import type_check
 
-from friendly.cuda_sigmoid import cuda_sigmoid
+from friendly.functions.cuda_sigmoid import cuda_sigmoid
 
 
 class ElasticSigmoid(function_node.FunctionNode):

@@ -1,6 +1,6 @@
 """Speed of the thesis protocol's two hot loops on this machine, against their targets.
 
-    python friendly/bench.py [--iterations 2000] [--device @numpy]
+    python friendly/benchmarks/bench.py [--iterations 2000] [--device @numpy]
 
 1. Training S: milliseconds per iteration at batch 20 (the StandardUpdater of train.py:
    iterator, forward, backward, momentum SGD update). Target on a 2-core CPU: <= 2 ms.
@@ -17,7 +17,7 @@ import time
 import friendly  # noqa: F401  (its Chainer compatibility patches before chainer loads)
 import chainer
 
-from friendly import attacks, mnist
+from friendly import mnist, robustness
 from friendly.defaults import NETWORKS, PROTOCOL
 from friendly.networks import ARITHMETICS, build_network
 from friendly.objective import Objective
@@ -64,9 +64,10 @@ def main():
     print('train S: %.3f ms/iteration at batch %d (%d iterations; target <= 2 ms on CPU) %s'
           % (1e3 * per_iteration, PROTOCOL['batch_size'], args.iterations,
              'PASS' if per_iteration <= 2e-3 else 'MISS'))
-    x, t = attacks.test_set()
+    x, t = mnist.test_set()
     started = time.perf_counter()
-    result = attacks.evaluate(net, x, t, device=device)
+    result = robustness.Evaluator(None, device, {}, chunk=robustness.EVAL_BATCH).accuracy(
+        net, 'S', x, t, PROTOCOL['epsilon'], PROTOCOL['bn_test_mode'], ['white_box_fgsm'])
     seconds = time.perf_counter() - started
     print('evaluate S on %d test images (clean + white-box FGSM): %.2f s (target <= 10 s) %s'
           % (len(x), seconds, 'PASS' if seconds <= 10 else 'MISS'))

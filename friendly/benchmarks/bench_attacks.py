@@ -1,9 +1,9 @@
 """Time the attacks beyond the thesis: Square Attack, and the whole robustness evaluation of
 friendly/robustness_eval.py measured on a subset and extrapolated to its default size.
 
-    python friendly/bench_attacks.py                         # report under runs/friendly/bench/
-    python friendly/bench_attacks.py --images 500 --networks S RS
-    python friendly/bench_attacks.py --results results/bench_attacks.md
+    python friendly/benchmarks/bench_attacks.py              # report under runs/friendly/bench/
+    python friendly/benchmarks/bench_attacks.py --images 500 --networks S RS
+    python friendly/benchmarks/bench_attacks.py --results results/bench_attacks.md
 
 Targets on a 2-core CPU: Square with 1,000 queries on 1,000 test images of S in at most 60 s;
 the default evaluation (S, RS, A, GMR, GMRES; 10,000 test images; eps 77; both Batch
@@ -20,9 +20,10 @@ import argparse
 import os
 import time
 
-from friendly import attacks, benchmarking, robustness, weights
-from friendly.defaults import NETWORKS, PROTOCOL, SOURCE
-from friendly.robustness_eval import CURVE_EPSILONS, find_entry
+from friendly import attacks, mnist, robustness, weights
+from friendly.benchmarks import benchmarking
+from friendly.defaults import APGD, NETWORKS, PROTOCOL, SOURCE, SQUARE
+from friendly.robustness_record import CURVE_EPSILONS
 from runkit.cli import Parser, UserError, positive_int, run_main
 from runkit.devices import get_device
 from runkit.provenance import provenance, record_title, write_text
@@ -32,11 +33,6 @@ EVALUATION_TARGET_S = 30 * 60.0
 DEFAULT_NETWORKS = ('S', 'RS', 'A', 'GMR', 'GMRES')
 FULL_TEST_SET = 10000
 CURVE_IMAGES = 1000
-
-
-def load(store, protocol, name, device):
-    entry = find_entry(weights.read_manifest(store), name, NETWORKS[name].seed, protocol)
-    return (weights.load_committed(entry, device, store), entry) if entry else (None, None)
 
 
 def time_square(net, x, t, epsilon, queries, device):
@@ -51,13 +47,13 @@ def time_square(net, x, t, epsilon, queries, device):
 
 
 def main():
-    parser = Parser(prog='friendly/bench_attacks.py', description=__doc__,
+    parser = Parser(prog='friendly/benchmarks/bench_attacks.py', description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--images', type=positive_int, default=1000,
                         help='test images the evaluation is timed on (a multiple of 200)')
     parser.add_argument('--networks', nargs='+', default=list(DEFAULT_NETWORKS),
                         choices=DEFAULT_NETWORKS, help='victims of the default evaluation')
-    parser.add_argument('--queries', type=positive_int, default=attacks.SQUARE['queries'],
+    parser.add_argument('--queries', type=positive_int, default=SQUARE['queries'],
                         help='Square queries (the target is for 1,000)')
     parser.add_argument('--skip-evaluation', action='store_true',
                         help='time Square only')
@@ -72,12 +68,14 @@ def main():
         raise UserError('--images must be a multiple of %d' % robustness.EVAL_BATCH)
     device = get_device(args.device)
     path = benchmarking.report_path(args.results, 'bench_attacks.md')
-    s_net, s_entry = load(args.store, args.protocol, 'S', device)
-    source, source_entry = load(args.store, args.protocol, SOURCE, device)
+    s_net, s_entry = weights.load_stored(args.store, 'S', NETWORKS['S'].seed, args.protocol,
+                                         device)
+    source, source_entry = weights.load_stored(args.store, SOURCE, NETWORKS[SOURCE].seed,
+                                               args.protocol, device)
     if s_net is None or source is None:
         raise UserError('S and the source must be in %s (protocol %s)' % (args.store,
                                                                          args.protocol))
-    x, t = attacks.test_set(max(args.images, 1000), args.mnist_dir)
+    x, t = mnist.test_set(max(args.images, 1000), args.mnist_dir)
     load_before = os.getloadavg()
     lines = ['# Attack benchmark (beyond the thesis)', '',
              'Load average (1, 5, 15 min) at the start: %.2f, %.2f, %.2f on %d cores: %s.'
@@ -113,7 +111,7 @@ def main():
 
 def evaluation(args, device, source, source_entry, x, t):
     """Time robustness.evaluate_network per network and mode; extrapolate to the default."""
-    budgets = {'steps': attacks.APGD['steps'], 'restarts': attacks.APGD['restarts'],
+    budgets = {'steps': APGD['steps'], 'restarts': APGD['restarts'],
                'queries': args.queries}
     evaluator = robustness.Evaluator(source, device, budgets, source_id=source_entry['sha256'],
                                      log=lambda line: None)
@@ -134,7 +132,8 @@ def evaluation(args, device, source, source_entry, x, t):
              '| extrapolated |', '|---|---|---|---|---|---|---|---|']
     measured, estimates = {}, []
     for name in args.networks:
-        net, entry = load(args.store, args.protocol, name, device)
+        net, entry = weights.load_stored(args.store, name, NETWORKS[name].seed, args.protocol,
+                                          device)
         if net is None:
             estimates.append(name)
             continue

@@ -1,10 +1,10 @@
 """What nvcc makes of the Pairwise Difference kernels: 16-byte shared loads, registers, spills.
 
-    python friendly/bench_pd_ptx.py                  # sm_90 (H100), the PD network's builds
-    python friendly/bench_pd_ptx.py --arch sm_80
+    python friendly/benchmarks/bench_pd_ptx.py          # sm_90 (H100), the PD network's builds
+    python friendly/benchmarks/bench_pd_ptx.py --arch sm_80
 
-Compiles friendly/pairwise_difference.cu as friendly/pd_kernels.py builds it (same macros and
-options) for the PD layer at batches 20 and 256 in float32 and float64, needs nvcc but no GPU.
+Compiles friendly/functions/pairwise_difference.cu as friendly/functions/pd_kernels.py builds
+it (same macros and options) for the PD layer at batches 20 and 256 in float32 and float64, needs nvcc but no GPU.
 Per kernel it reports the 16-byte shared-memory loads in the PTX (the GEMM-like sums of
 pd_forward and pd_grad_w are written to read four floats at once), and from ptxas the registers,
 shared memory and spill bytes. The report goes to runs/friendly/bench/bench_pd_ptx.md unless
@@ -18,7 +18,8 @@ import tempfile
 
 import numpy
 
-from friendly import benchmarking, pd_kernels
+from friendly.benchmarks import benchmarking
+from friendly.functions import pd_kernels
 from runkit import cli
 from runkit.provenance import provenance, record_title, write_text
 

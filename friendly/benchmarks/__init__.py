@@ -1,0 +1,2 @@
+"""Timing scripts of `friendly` (run as `python friendly/benchmarks/<name>.py`) and what they
+share (benchmarking.py)."""
