@@ -6,14 +6,13 @@ it was made from, and a changed dataset is decoded again.
 """
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
 
 import numpy as np
 from PIL import Image
 
-from runkit.cli import UserError, helper_signals
+from runkit.cli import UserError, helper_pool
 from runkit.provenance import atomic_write, write_json
 
 
@@ -96,8 +95,7 @@ class ShapeDataset:
             jobs = [(tmp, self.folder, s, self.names[s:s + step])
                     for s in range(0, len(self.names), step)]
             if workers > 1:
-                with multiprocessing.get_context('fork').Pool(
-                        workers, initializer=helper_signals) as pool:
+                with helper_pool(workers) as pool:
                     pool.map(_decode_into, jobs)
             else:
                 for job in jobs:

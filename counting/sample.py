@@ -7,14 +7,13 @@ so OUT never holds half a dataset. Image i is drawn from a generator seeded by (
 output is identical for any number of workers.
 """
 import json
-import multiprocessing
 import os
 import shutil
 import tempfile
 import time
 
 from counting import defaults, shapes
-from runkit.cli import (Parser, UserError, helper_signals, int_arg, non_negative_int,
+from runkit.cli import (Parser, UserError, helper_pool, int_arg, non_negative_int,
                         positive_int, run_main)
 from runkit.provenance import provenance, write_json
 
@@ -55,8 +54,7 @@ def generate(out, num_images, shape_limit, settings, log=True):
         truths, annotations = {}, {}
         start = time.time()
         if settings['workers'] > 1:
-            with multiprocessing.get_context('fork').Pool(
-                    settings['workers'], initializer=helper_signals) as pool:
+            with helper_pool(settings['workers']) as pool:
                 results = list(pool.imap(_write_one, jobs, chunksize=8))
         else:
             results = [_write_one(job) for job in jobs]

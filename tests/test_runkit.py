@@ -148,20 +148,26 @@ def test_the_workers_of_a_pool_stop_quietly():
 HELPER_POOLS = """
 import multiprocessing
 import numpy
-from runkit.cli import helper_signals, run_main
+from runkit.cli import helper_pool, run_main
 
 def main():
-    for _ in range(40):   # each exit terminates the workers (SIGTERM)
-        with multiprocessing.get_context('fork').Pool(2, initializer=helper_signals) as pool:
+    for _ in range(40):
+        with helper_pool(2) as pool:
             assert pool.map(abs, [-1, -2]) == [1, 2]
-    print('done')
+    try:   # an error inside terminates the workers (SIGTERM)
+        with helper_pool(2) as pool:
+            pool.map(abs, [-1, -2])
+            raise ValueError
+    except ValueError:
+        print('done')
 
 run_main(main)
 """
 
 
 def test_forked_helpers_end_at_once_at_every_pool_exit():
-    # the counting dataset pools: their workers must not run the interpreter's exit on SIGTERM
+    # the counting dataset pools end, normally or on an error, with no worker left holding the
+    # output pipes (which subprocess.run waits for) and no parent waiting on a worker
     done = subprocess.run([sys.executable, '-c', HELPER_POOLS], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert (done.returncode, done.stdout, done.stderr) == (0, 'done\n', '')
