@@ -12,7 +12,7 @@ module records whether the victim still classifies the image correctly, and from
                  budget (epsilon = 255 reaches any image) must leave at most 10 %; iterative
                  attacks must beat the single step; the worst case must not rise with epsilon;
                  doubling every budget (APGD steps and restarts, APGD-T targets and restarts,
-                 Square's queries) must move it by less than a point at every epsilon of the
+                 Square's queries) must move it by at most half a point at every epsilon of the
                  curve; a gradient-free or transfer attack beating every white-box gradient
                  attack (by more than 5 points), or FGSM far above the worst case (more than
                  20 points), flags gradient masking;
@@ -84,6 +84,12 @@ COLUMNS = collections.OrderedDict([
                           'cuda')),
     ('apgd_t_cuda', _column('apgd_t', 'victim', 'APGD-T targeted margin, CUDA-sigmoid gradients',
                             APGD_T_BUDGET, 'cuda', loss='margin_targeted')),
+    # float64 keeps sigmoid gradients down to x of about -700: on S's first 1,000 test images
+    # at eps 26 these two broke 16 images (1.6 points) that every column above had left
+    ('apgd_f64', _column('apgd', 'victim', 'APGD margin, float64 gradients', APGD_BUDGET,
+                         'float64')),
+    ('apgd_t_f64', _column('apgd_t', 'victim', 'APGD-T targeted margin, float64 gradients',
+                           APGD_T_BUDGET, 'float64', loss='margin_targeted')),
     ('square', _column('square', 'victim', 'Square', ('queries',))),
 ])
 THESIS_COLUMNS = ('white_box_fgsm', 'black_box_fgsm')
@@ -95,7 +101,7 @@ ROBUST_ONLY, EVERY_IMAGE = 'robust-only', 'every image'
 
 CHECKS = {
     'unbounded_max_percent': 10.0,   # worst case at epsilon = 255 (any image reachable)
-    'convergence_points': 1.0,       # |worst(doubled budgets) - worst| must stay below
+    'convergence_points': 0.5,       # |worst(doubled budgets) - worst| at most this
     'transfer_margin_points': 5.0,   # gradient-free/transfer below best white-box gradient by
     'fgsm_gap_points': 20.0,         # FGSM above the worst case by more than this: masking
 }
@@ -453,7 +459,7 @@ def evaluate_network(evaluator, victim, victim_id, x, t, bn_mode, epsilon, colum
         'change_points_at_epsilon': main['change_points'],
         # the largest move over the epsilons (signed): what the check reads
         'change_points': largest['change_points'],
-        'converged': all(abs(e['change_points']) < CHECKS['convergence_points']
+        'converged': all(abs(e['change_points']) <= CHECKS['convergence_points']
                          for e in by_epsilon),
         'by_epsilon': by_epsilon,
         'doubled_accuracy': {k: doubled_at_main[k] for k in columns if COLUMNS[k].budget}

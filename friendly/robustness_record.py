@@ -103,7 +103,9 @@ def markdown(document):
         'z_t − z_y); the same two steered by surrogate gradients (**CUDA-sigmoid**: the '
         'network\'s own parameters with the thesis GPU\'s sigmoid arithmetic, '
         'friendly/functions/cuda_sigmoid.py, whose saturated units keep the gradient that numpy\'s '
-        'float32 sigmoid rounds to 0; success and score always on the real network); Square '
+        'float32 sigmoid rounds to 0; **float64**: a float64 copy of the network, whose '
+        'sigmoid keeps a gradient down to x of about -700; success and score always on the '
+        'real network); Square '
         'Attack (Andriushchenko et al. 2020; %d queries, gradient-free); and APGD examples made '
         'on the black-box source and shown to the victim (transfer). All adversarial images '
         'have integer pixels in [0, 255] within the eps-ball. **Worst case**: an image counts '
@@ -193,7 +195,8 @@ def markdown(document):
 STYLES = {'white_box_fgsm': ('tab:blue', '-', 'o'), 'black_box_fgsm': ('tab:blue', ':', 'o'),
           'apgd': ('tab:red', '-', 's'), 'apgd_ce': ('tab:orange', '-', 's'),
           'apgd_t': ('tab:brown', '-', 'D'), 'apgd_cuda': ('tab:red', '--', 's'),
-          'apgd_t_cuda': ('tab:brown', '--', 'D'),
+          'apgd_t_cuda': ('tab:brown', '--', 'D'), 'apgd_f64': ('tab:red', '-.', 's'),
+          'apgd_t_f64': ('tab:brown', '-.', 'D'),
           'square': ('tab:green', '-', '^'), 'transfer': ('tab:purple', ':', 'v'),
           'worst_case': ('black', '-', None)}
 
