@@ -222,6 +222,7 @@ class Evaluator:
         self._made_on_source = {}   # transferred examples: the same for every victim
         self._surrogates = {}
         self.code = code_version()
+        self.seconds = collections.Counter()   # per column: time spent attacking and scoring
 
     def budget(self, key, scale=1):
         """The column's budget as the attack's keywords, every one times `scale` (the
@@ -271,6 +272,7 @@ class Evaluator:
         status = status.astype(np.int8)
         todo = wanted & (status == UNKNOWN)
         if todo.any():
+            begun = time.time()
             size = EVAL_BATCH if column.attack == 'fgsm' else self.chunk
             for start in range(0, len(x), size):
                 part = todo[start:start + size]
@@ -284,6 +286,7 @@ class Evaluator:
                 right = score(victim, adv, tb, bn_mode)
                 status[start:start + len(xb)][part] = right[part]
             self.cache.put(cache_key, status)
+            self.seconds[key] += time.time() - begun
         return np.where(wanted, status != 0, True)
 
     def accuracy(self, victim, victim_id, x, t, epsilon, bn_mode, keys):
@@ -402,6 +405,7 @@ def evaluate_network(evaluator, victim, victim_id, x, t, bn_mode, epsilon, colum
     columns = in_order(columns)
     n_sub = min(subset, len(x))
     seconds, begun = {}, time.time()
+    spent_before = dict(evaluator.seconds)
     clean = score(victim, evaluator.device.send(x), evaluator.device.send(t), bn_mode)
     correct, schedule = run_columns(evaluator, victim, victim_id, x, t, epsilon, bn_mode,
                                     columns, clean)
@@ -479,8 +483,13 @@ def evaluate_network(evaluator, victim, victim_id, x, t, bn_mode, epsilon, colum
         'zero_gradient_percent': zero,
         # where the time went (cached results cost nothing): main table, curve, convergence
         'seconds_by_phase': {k: round(v, 2) for k, v in seconds.items()},
+        # per attack, over main table, curve and convergence (cached results cost nothing)
+        'seconds_by_column': {k: round(evaluator.seconds[k] - spent_before.get(k, 0), 2)
+                              for k in columns},
     }
     result['checks'] = checks(result, columns, epsilon)
+    log('    seconds per attack: ' + ', '.join('%s %.1f' % kv
+                                               for kv in result['seconds_by_column'].items()))
     return result
 
 

@@ -171,6 +171,10 @@ def markdown(document):
             if not result['convergence']['converged']:
                 lines.append('  - **did not converge**: its worst case is an upper bound '
                              'that more steps, restarts, targets or queries still lower.')
+            if result.get('seconds_by_column'):
+                lines.append('  - seconds per attack (main table, curve and convergence): '
+                             + ', '.join('%s %.0f' % kv
+                                         for kv in result['seconds_by_column'].items()))
         lines.append('')
     lines += ['Thesis Table 3.2 for comparison (percent, its own networks): ' + ', '.join(
         '%s %s / %s' % (r['network'], _cell(r['thesis_white_box_fgsm']),

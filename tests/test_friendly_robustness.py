@@ -429,3 +429,18 @@ def test_robustness_eval_bad_input_is_one_line(args, message):
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
     assert len(errors) == 1 and message in errors[0] and 'Traceback' not in result.stderr
+
+
+def test_seconds_per_attack_count_the_work_and_not_the_cache(known, tmp_path):
+    w, x, t, linear, threshold = known
+    columns = ['white_box_fgsm', 'black_box_fgsm', 'apgd', 'square']
+    results = []
+    for _ in range(2):   # the second run reads every per-image result from the cache
+        evaluator = robustness.Evaluator(linear, _cpu(), {'steps': 10, 'queries': 300},
+                                         cache=robustness.Cache(str(tmp_path)), chunk=200,
+                                         log=lambda _: None)
+        results.append(robustness.evaluate_network(evaluator, linear, 'linear', x, t,
+                                                   'running', EPSILON, columns, (0, EPSILON),
+                                                   200)['seconds_by_column'])
+    assert list(results[0]) == columns and results[0]['square'] > 0
+    assert results[1] == dict.fromkeys(columns, 0)
