@@ -82,6 +82,26 @@ def scratch_checkout(tmp_path):
     return scratch
 
 
+SAMPLE_192 = ('python counting/sample.py data192 3000 12 --image-width 192 --image-height 192 '
+              '--scale-bounds 16 28 --limit-scale-resampling --seed 1')
+TRAIN_192 = 'python counting/train.py --dataset data192 --epochs 10 --lr 0.01'
+
+
+@covers(SAMPLE_192, TRAIN_192)
+def test_the_twice_as_large_run(env, tmp_path):
+    """The 192 px experiment exactly, in a scratch copy (its data192 lands there): the 3,000
+    images to the end (seconds), then the training until the progress bar's first update, then
+    Ctrl-C."""
+    scratch = scratch_checkout(tmp_path)
+    env = dict(env, PYTHONPATH=str(scratch))
+    status, out, err = run(SAMPLE_192, env, cwd=str(scratch))
+    assert status == 0, err
+    assert len([n for n in os.listdir(scratch / 'data192') if n.endswith('.png')]) == 3000
+    status, out, err = run_until(TRAIN_192, 'iters/sec', env, cwd=str(scratch), timeout=400)
+    assert_interrupted(status, err)
+    assert 'on 2700 images 192x192, 10 epochs, sgd lr 0.01' in out
+
+
 @covers('python counting/make_results.py --from-weights',
         'python counting/make_results.py --thesis-figures ../shared/thesis/figures')
 def test_make_results(env, tmp_path):
