@@ -303,14 +303,20 @@ def test_bench_pd_ptx(env, tmp_path):
     assert (tmp_path / 'runs' / 'friendly' / 'bench' / 'bench_pd_ptx.md').exists()
 
 
-@covers('python friendly/robustness_eval.py')
+ROBUSTNESS_S = ('python friendly/robustness_eval.py --networks S --bn-modes batch '
+                '--test-subset 1000 --subset 1000')
+
+
+@covers('python friendly/robustness_eval.py', ROBUSTNESS_S)
 def test_robustness_eval(env, tmp_path):
-    """robustness_eval.py exactly until it attacks its first network (the whole evaluation
-    takes tens of minutes), then Ctrl-C; then on S with 200 images, 4 APGD steps, 30 queries:
-    the report under $LENSES_RUNS."""
-    status, _, err = run_until('python friendly/robustness_eval.py',
-                               "S, Batch Renormalization 'batch'", env)
-    assert_interrupted(status, err)
+    """robustness_eval.py and README's S measurement exactly, each until it attacks its first
+    network (tens of minutes each), then Ctrl-C; then on S with 200 images, 4 APGD steps, 30
+    queries: the report under $LENSES_RUNS."""
+    for command, first in (('python friendly/robustness_eval.py',
+                             "S, Batch Renormalization 'batch', 10000 images"),
+                            (ROBUSTNESS_S, "S, Batch Renormalization 'batch', 1000 images")):
+        status, _, err = run_until(command, first, env)
+        assert_interrupted(status, err)
     status, out, err = run('python friendly/robustness_eval.py', env, '--networks', 'S',
                            '--test-subset', '200', '--subset', '200', '--steps', '4',
                            '--queries', '30', '--epsilons', '0', '77')
