@@ -10,7 +10,6 @@ diagnostic.
 import collections
 import contextlib
 import json
-import multiprocessing
 import os
 import time
 import traceback
@@ -22,7 +21,7 @@ from friendly import robustness, training, weights
 from friendly.defaults import NETWORKS, PROTOCOL, SEEDS, SOURCE, THESIS_RESULTS
 from friendly.functions.cuda_sigmoid import with_cuda_sigmoid
 from friendly.networks import BN_MODE_MEANING
-from runkit.cli import UserError, worker_signals
+from runkit.cli import UserError, ending_pool, worker_signals
 from runkit.provenance import atomic_write, make_folder, provenance, record_title
 from runkit.runs import RunFolder, runs_root
 
@@ -232,9 +231,9 @@ def train_missing(plan, device='@numpy', jobs=1, mnist_dir=None, store=None):
     if not todo:
         return
     started = time.time()
-    context = multiprocessing.get_context('spawn')   # a fresh interpreter: safe with CUDA
     print('training %d networks, %d at once:' % (len(todo), min(jobs, len(todo))), flush=True)
-    with context.Pool(min(jobs, len(todo)), initializer=worker_signals) as pool:
+    # spawn: a fresh interpreter, safe with CUDA
+    with ending_pool(min(jobs, len(todo)), worker_signals, 'spawn') as pool:
         for s in todo:
             print('  %s seed %d in %s (log: train.log there)'
                   % (s['network'], s['seed'], weights.run_folder(s)), flush=True)

@@ -46,13 +46,13 @@ def helper_signals():
 
 
 @contextlib.contextmanager
-def helper_pool(workers):
-    """A fork Pool of `workers` helper_signals workers. A normal exit lets each worker read the
-    end-of-work sentinel and leave by itself (close, join); only an error or Ctrl-C terminates
-    them. (`with Pool` terminates at every exit, and its terminate can race the pool's own
-    threads and leave parent and a worker waiting on each other for ever: 1 of 3 runs of 40
-    exits hung on a loaded 2-core machine.)"""
-    pool = multiprocessing.get_context('fork').Pool(workers, initializer=helper_signals)
+def ending_pool(workers, initializer, start='fork'):
+    """A multiprocessing Pool whose normal exit lets each worker read the end-of-work sentinel
+    and leave by itself (close, join); only an error or Ctrl-C terminates the workers.
+    (`with Pool` terminates at every exit, and that can leave parent and a worker waiting on
+    each other for ever: 1 of 3 test runs of 40 fork-pool exits on a loaded 2-core machine, and
+    a spawn pool's exit under Python 3.13 in CI.)"""
+    pool = multiprocessing.get_context(start).Pool(workers, initializer=initializer)
     try:
         yield pool
     except BaseException:
@@ -62,6 +62,11 @@ def helper_pool(workers):
         pool.close()
     finally:
         pool.join()
+
+
+def helper_pool(workers):
+    """ending_pool of forked helper_signals workers (the counting dataset pools)."""
+    return ending_pool(workers, helper_signals)
 
 
 def run_main(main):
