@@ -19,14 +19,37 @@ class Parser(argparse.ArgumentParser):
 
 
 _main_pid = None   # the process that runs run_main
+_interrupted = False   # a Ctrl-C or SIGTERM has reached run_main's process
 
 
 def _on_sigterm(signum, frame):
     """SIGTERM is Ctrl-C in the process that runs run_main and a quiet exit in its workers;
     either way every `finally` (atomic writes' temporary files) runs."""
     if os.getpid() == _main_pid:
-        raise KeyboardInterrupt
+        _on_interrupt(signum, frame)
     sys.exit(128 + signum)
+
+
+REMIND_S = 0.5   # while an interrupt has not reached run_main, it is raised again this often
+
+
+def _on_interrupt(signum, frame):
+    """Ctrl-C (or SIGTERM) in run_main's process: KeyboardInterrupt now, and again every
+    REMIND_S seconds until it reaches run_main. Some C code clears an exception raised in a
+    Python callback it calls (numpy's special-attribute lookups, for one), and a Ctrl-C that
+    lands there would otherwise be lost: the command would run on to a normal exit."""
+    global _interrupted
+    _interrupted = True
+    signal.setitimer(signal.ITIMER_REAL, REMIND_S, REMIND_S)
+    raise KeyboardInterrupt
+
+
+def _remind(signum, frame):
+    """The repeated KeyboardInterrupt of _on_interrupt; not while the first one is still
+    being handled (its `finally` blocks and `except` clauses run with it as the current
+    exception)."""
+    if not isinstance(sys.exc_info()[1], KeyboardInterrupt):
+        raise KeyboardInterrupt
 
 
 def worker_signals():
@@ -71,19 +94,33 @@ def helper_pool(workers):
 
 def run_main(main):
     """Run main(); turn UserError (and Ctrl-C or SIGTERM, e.g. from `timeout` or `kill`) into a
-    one-line message and an exit status."""
+    one-line message and an exit status. An interrupt always ends the command with 130, even
+    one that some code swallowed (_on_interrupt)."""
     global _main_pid
     _main_pid = os.getpid()
+    handlers = {signum: signal.getsignal(signum) for signum in
+                (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
+    if handlers[signal.SIGINT] is not signal.SIG_IGN:   # nohup and background jobs ignore it
+        signal.signal(signal.SIGINT, _on_interrupt)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGALRM, _remind)
     try:
-        return main()
+        result = main()
+        if _interrupted:
+            raise KeyboardInterrupt
+        return result
     except UserError as err:
         print('error: %s' % err, file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
+        signal.setitimer(signal.ITIMER_REAL, 0)   # before SystemExit, which a reminder would hide
         print('interrupted: rerun the same command (with --resume where offered) to continue',
               file=sys.stderr)
         sys.exit(130)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
 
 
 def first_line(err):

@@ -45,7 +45,7 @@ def test_train(env):
     data/counting/small once, as a user's first run does); the cheaper variant is
     tests/test_counting_cli.py's pipeline."""
     status, out, err = run_until('python counting/train.py', 'iters/sec', env, timeout=400)
-    assert_interrupted(status, err)
+    assert_interrupted(status, err, out)
     assert 'training convolutional_small/sigmoid' in out and 'this epoch [' in out
 
 
@@ -63,8 +63,8 @@ def test_gpu_commands_without_a_gpu_are_one_line(env):
 def test_bench(env):
     """Exactly, until its first line (the 1000 px network takes minutes on a CPU), then Ctrl-C;
     then without the thesis size and with few sampler images, to the end."""
-    status, _, err = run_until('python counting/bench.py', 'sampler, 1000x1000', env)
-    assert_interrupted(status, err)
+    status, out, err = run_until('python counting/bench.py', 'sampler, 1000x1000', env)
+    assert_interrupted(status, err, out)
     status, out, err = run('python counting/bench.py', env, '--skip-thesis-size',
                            '--sampler-images', '4')
     assert status == 0, err
@@ -98,7 +98,7 @@ def test_the_twice_as_large_run(env, tmp_path):
     assert status == 0, err
     assert len([n for n in os.listdir(scratch / 'data192') if n.endswith('.png')]) == 3000
     status, out, err = run_until(TRAIN_192, 'iters/sec', env, cwd=str(scratch), timeout=400)
-    assert_interrupted(status, err)
+    assert_interrupted(status, err, out)
     assert 'on 2700 images 192x192, 10 epochs, sgd lr 0.01' in out
 
 
@@ -119,7 +119,7 @@ def test_make_results(env, tmp_path):
                         '../shared/thesis/figures')
     for command in commands:
         status, out, err = run_until(command, 'measuring small', env, cwd=str(scratch))
-        assert_interrupted(status, err)
+        assert_interrupted(status, err, out)
         assert 'training' not in out
     status, out, err = run('python counting/make_results.py --from-weights', env, '--images',
                            '2', '--shortcut-images', '6', cwd=str(scratch))
@@ -140,5 +140,5 @@ def test_localise(tmp_path):
                OMP_NUM_THREADS='1', PYTHONPATH=str(scratch))
     status, out, err = run_until('python counting/localise.py', 'small:', env,
                                  cwd=str(scratch))
-    assert_interrupted(status, err)
+    assert_interrupted(status, err, out)
     assert sorted(os.listdir(scratch / 'results' / 'counting')) == before

@@ -86,10 +86,13 @@ def run_until(command, marker, env, ready=lambda: True, cwd=ROOT, timeout=300):
             lines.append(line)
             if marker in line:
                 break
+        assert lines and marker in lines[-1], 'output ended before %r:\n%s' % (marker,
+                                                                             ''.join(lines))
         while not ready() and proc.poll() is None:
             time.sleep(0.2)
         assert proc.poll() is None, 'ended before its work began:\n' + ''.join(lines)
         os.killpg(proc.pid, signal.SIGINT)
+        lines.append('<Ctrl-C sent>\n')
         lines.append(proc.stdout.read())
         status = proc.wait(timeout=60)
         assert _group_gone(proc.pid), 'a process of the stopped command is still running'
@@ -111,8 +114,8 @@ def _group_gone(pgid, wait_s=15):
     return False
 
 
-def assert_interrupted(status, stderr):
-    assert status == 130 and 'Traceback' not in stderr, stderr
+def assert_interrupted(status, stderr, stdout=''):
+    assert status == 130 and 'Traceback' not in stderr, (status, stderr, stdout[-2000:])
     assert stderr.strip().splitlines()[-1].startswith('interrupted: rerun the same command')
 
 
@@ -135,14 +138,14 @@ def test_train(env):
     is nothing to resume; `--device @cupy:0` without CuPy or a GPU is one line (on a GPU it
     trains). `--seed 3` and a finished run are tests/test_friendly_training.py's."""
     status, out, err = run_until('python friendly/train.py S', 'iters/sec', env)
-    assert_interrupted(status, err)
+    assert_interrupted(status, err, out)
     assert 'this epoch [' in out and '100 iter, 0 epoch / 100 epochs' in out
     assert_one_line_error(*run('python friendly/train.py S --resume', env)[::2],
                           'nothing to resume in')
     if gpu.available():
-        status, _, err = run_until('python friendly/train.py S --device @cupy:0', 'iters/sec',
+        status, out, err = run_until('python friendly/train.py S --device @cupy:0', 'iters/sec',
                                    env)
-        assert_interrupted(status, err)
+        assert_interrupted(status, err, out)
     else:
         assert_one_line_error(*run('python friendly/train.py S --device @cupy:0', env)[::2],
                               'device @cupy:0')
@@ -171,7 +174,7 @@ def test_evaluate_from_the_committed_weights(env, tmp_path):
                             ('python friendly/evaluate.py --from-weights --test-subset 1000',
                              1000)):
         status, out, err = run_until(command, 'S seed 1: done in', env)
-        assert_interrupted(status, err)
+        assert_interrupted(status, err, out)
         assert ('[1/15] S seed 1: clean and fgsm, white- and black-box, on %d images' % images
                 in out and 'training ' not in out)
     status, out, err = run('python friendly/evaluate.py --from-weights', env, '--networks', 'S',
@@ -192,7 +195,7 @@ def test_evaluate_quick(env, tmp_path):
         return len(list(quick.glob('*/train.log'))) == 2
     status, out, err = run_until('python friendly/evaluate.py --quick --jobs 2',
                                  'training 6 networks, 2 at once', env, both_train)
-    assert_interrupted(status, err)
+    assert_interrupted(status, err, out)
     status, out, err = run('python friendly/evaluate.py --quick --jobs 2', env, '--networks', 'S',
                            '--epochs', '1', '--train-subset', '300', '--test-subset', '200')
     assert status == 0, err
@@ -235,7 +238,7 @@ def test_train_in_the_cuda_arithmetic(env):
     protocol's -cuda sibling, and its settings say so."""
     status, out, err = run_until('python friendly/train.py GMRES --seed 5 --arithmetic cuda',
                                  'iters/sec', env)
-    assert_interrupted(status, err)
+    assert_interrupted(status, err, out)
     assert '"protocol": "thesis-cuda"' in out and '"arithmetic": "cuda"' in out
     assert os.path.isdir(os.path.join(env['LENSES_RUNS'], 'friendly', 'thesis-cuda',
                                       'GMRES-seed5'))
@@ -315,8 +318,8 @@ def test_robustness_eval(env, tmp_path):
     for command, first in (('python friendly/robustness_eval.py',
                              "S, Batch Renormalization 'batch', 10000 images"),
                             (ROBUSTNESS_S, "S, Batch Renormalization 'batch', 1000 images")):
-        status, _, err = run_until(command, first, env)
-        assert_interrupted(status, err)
+        status, out, err = run_until(command, first, env)
+        assert_interrupted(status, err, out)
     status, out, err = run('python friendly/robustness_eval.py', env, '--networks', 'S',
                            '--test-subset', '200', '--subset', '200', '--steps', '4',
                            '--queries', '30', '--epsilons', '0', '77')
@@ -330,7 +333,7 @@ def test_bench_attacks(env, tmp_path):
     takes minutes), then Ctrl-C; then with `--queries 30 --skip-evaluation` to the end: the
     report under $LENSES_RUNS."""
     status, out, err = run_until('python friendly/benchmarks/bench_attacks.py', '| 77 |', env)
-    assert_interrupted(status, err)
+    assert_interrupted(status, err, out)
     status, out, err = run('python friendly/benchmarks/bench_attacks.py', env, '--queries', '30',
                            '--skip-evaluation')
     assert status == 0, err

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import chainer
 import numpy as np
@@ -125,6 +126,46 @@ def test_a_killed_write_leaves_no_temporary_file(tmp_path, signum):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and err.startswith('interrupted:') and err.count('\n') == 1
     assert os.listdir(str(tmp_path)) == []
+
+
+LOST_INTERRUPT = """
+import os, signal, sys, time
+from runkit.cli import run_main
+
+def main():
+    try:   # code that loses the Ctrl-C, as C code that clears a callback's exception can
+        print('working', flush=True)
+        time.sleep(60)
+    except KeyboardInterrupt:
+        pass
+    if sys.argv[1] == 'return':
+        return
+    try:
+        time.sleep(60)
+        print('ran on to the end')
+    finally:
+        time.sleep(1.2)   # a cleanup longer than the reminder period runs to its end
+        print('cleaned up', flush=True)
+
+run_main(main)
+"""
+
+
+@pytest.mark.parametrize('after', ['return', 'run on'])
+def test_a_swallowed_ctrl_c_still_ends_the_command(after):
+    """A Ctrl-C that some code swallows is raised again (runkit.cli.REMIND_S later) until it
+    reaches run_main, without cutting short the `finally` it then unwinds through; a command
+    that returns first still ends with 130, never 0."""
+    proc = subprocess.Popen([sys.executable, '-c', LOST_INTERRUPT, after], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stdout.readline() == 'working\n'
+    begun = time.time()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and err.startswith('interrupted:') and err.count('\n') == 1
+    assert out == ('' if after == 'return' else 'cleaned up\n')
+    assert time.time() - begun < 20
 
 
 FORK_POOL = """
