@@ -32,11 +32,12 @@ y; arg-max z is the prediction, while z itself does not saturate. `group` (the e
 batch, 200) lets several batches go through at once in 'batch' mode, each on its own statistics.
 
 Surrogate gradients (beyond the thesis): pgd, apgd, apgd_ce and apgd_t take a `surrogate`, the
-same network computed in other arithmetic (cuda_sigmoid.with_cuda_sigmoid: the thesis GPU's
-sigmoid; cuda_sigmoid.float64_copy: float64 throughout). Its input gradient steers the attack
-where the real network's float32 sigmoids are saturated and their gradient is exactly zero
-(section 3.3's gradient masking); every success test (is the image misclassified?) reads the
-real network, and so does every score made of the returned images. FGSM stays the thesis's.
+same network computed differently (friendly/surrogates.py: the thesis GPU's sigmoid, float64,
+tempered sigmoids); apgd, apgd_ce and apgd_t also take a tuple of them, and make every run once
+per surrogate. Its input gradient steers the attack where the real network's float32 sigmoids
+are saturated and their gradient is exactly zero or useless (section 3.3's gradient masking);
+every success test (is the image misclassified?) reads the real network, and so does every
+score made of the returned images. FGSM stays the thesis's.
 
 Batch Renormalization test modes (friendly/networks.py): in 'batch' mode an image's output
 depends on its whole batch of 200, so a batch is attacked together (as the thesis's FGSM is)
@@ -135,7 +136,7 @@ TARGETED = ('margin_targeted', 'dlr_targeted')
 
 
 def _dtype(net):
-    """The floating-point type of a network's parameters (float64 for float64_copy)."""
+    """The floating-point type of a network's parameters (float64 for a float64 surrogate)."""
     for param in net.params():
         return param.dtype
     return np.dtype(np.float32)
@@ -351,9 +352,10 @@ def _apgd_run(net, x, t, start, epsilon, bn_mode, steps, loss, group, momentum, 
 def _apgd_runs(net, x, t, epsilon, bn_mode, runs, steps, loss, rng, group, momentum, rho,
                surrogate, only):
     """APGD from a fresh random integer start for each entry of `runs` (the target classes
-    per example of one run, or None), on the rows `only` marks; per example the best iterate
-    of all runs: a misclassifying one before any other, then the highest loss. Every start is
-    drawn for the whole batch, so an image's result does not depend on `only`."""
+    per example of one run, or None) and each surrogate (a network, a tuple of them, or None),
+    on the rows `only` marks; per example the best iterate of all runs: a misclassifying one
+    before any other, then the highest loss (each run's own). Every start is drawn for the
+    whole batch, so an image's result does not depend on `only`."""
     xp = chainer.backend.get_array_module(x)
     rows = _attacked(x, net, bn_mode, only)
     if epsilon == 0 or steps < 1 or not runs:
@@ -362,11 +364,12 @@ def _apgd_runs(net, x, t, epsilon, bn_mode, runs, steps, loss, rng, group, momen
     low, high = _ball(x, epsilon)
     xs, ts = x[rows], t[rows]
     best = best_fooled = best_loss = None
-    for target in runs:
+    steering = surrogate if isinstance(surrogate, tuple) else (surrogate,)
+    for steer, target in ((s, target) for s in steering for target in runs):
         start = _random_start(x, epsilon, rng, low, high)[rows]
         adv, fooled, value = _apgd_run(net, xs, ts, start, epsilon, bn_mode, steps, loss, group,
                                        momentum, rho,
-                                       None if target is None else target[rows], surrogate)
+                                       None if target is None else target[rows], steer)
         if best is None:
             best, best_fooled, best_loss = adv, fooled, value
             continue
@@ -387,9 +390,9 @@ def apgd(net, x, t, epsilon, bn_mode='batch', steps=APGD['steps'], restarts=APGD
     """APGD from `restarts` random integer starts; per example the best iterate of all
     restarts. Best: a misclassifying iterate before any other, then the highest loss.
 
-    `loss`: 'margin', 'ce' or 'dlr' (targeted losses: apgd_t); `surrogate`: a network whose
-    gradients steer the attack (module doc); `only`: attack these images only (independent
-    images only), return the others unchanged."""
+    `loss`: 'margin', 'ce' or 'dlr' (targeted losses: apgd_t); `surrogate`: a network (or a
+    tuple of them) whose gradients steer the attack (module doc); `only`: attack these images
+    only (independent images only), return the others unchanged."""
     if loss in TARGETED:
         raise ValueError('loss %r is targeted: use apgd_t' % loss)
     return _apgd_runs(net, x, t, epsilon, bn_mode, [None] * restarts, steps, loss, rng, group,

@@ -62,6 +62,10 @@ ACTIVATIONS = {   # name -> arithmetic -> a layer's activation
 class FCNet(chainer.Chain):
     """Three layers (784 -> 100 -> 100 -> 10), each weights -> [batch renorm] -> activation."""
 
+    # the hidden activations see their argument divided by this: 1 in every network trained
+    # here; more only in the attacks' tempered surrogates (friendly/surrogates.py)
+    temperature = 1.0
+
     def __init__(self, config, arithmetic='device'):
         super().__init__()
         if arithmetic not in ARITHMETICS:
@@ -118,7 +122,7 @@ class FCNet(chainer.Chain):
             if self.batch_renorms is not None:
                 h = self.batch_renorms[k](h, bn_mode, group)
             if k < last:
-                h = self.activations[k](h)
+                h = self.activations[k](h if self.temperature == 1 else h / self.temperature)
         return h
 
 

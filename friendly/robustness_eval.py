@@ -12,8 +12,9 @@ thesis's, and 'running'), on the MNIST test images:
         exactly as friendly/evaluate.py measures them;
     beyond the thesis: APGD on the margin and on the cross-entropy of the pre-activation
         outputs and targeted APGD (APGD-T) (Croce & Hein 2020), the same steered by the
-        gradients of the thesis GPU's sigmoid arithmetic (friendly/functions/cuda_sigmoid.py)
-        and by those of a float64 copy (both scored on the real network), Square Attack (Andriushchenko et al. 2020), transfer of APGD
+        gradients of surrogates (friendly/surrogates.py: tempered sigmoids, the thesis GPU's
+        sigmoid arithmetic, float64; every image scored on the real network), Square Attack
+        (Andriushchenko et al. 2020), transfer of APGD
         examples from the source; the worst case per image over all of them, the attacks run
         cheapest first and, where images are independent, each only on the images still
         robust (AutoAttack's schedule); accuracy against eps on a subset; and the checks of

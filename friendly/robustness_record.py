@@ -5,7 +5,7 @@ the record's document (robustness.json), its markdown table (robustness.md) and 
 import time
 
 from friendly import robustness, weights
-from friendly.defaults import NETWORKS, THESIS_RESULTS
+from friendly.defaults import NETWORKS, TEMPERATURES, THESIS_RESULTS
 from friendly.networks import BN_MODE_MEANING
 from runkit.provenance import atomic_write, record_title
 
@@ -100,12 +100,13 @@ def markdown(document):
         'momentum 0.75) on the margin or the cross-entropy of the pre-activation outputs; '
         'targeted APGD (APGD-T, same paper; one run per target class, the %d classes with the '
         'highest clean logits besides the label, %d start(s) each, on the targeted margin '
-        'z_t − z_y); the same two steered by surrogate gradients (**CUDA-sigmoid**: the '
-        'network\'s own parameters with the thesis GPU\'s sigmoid arithmetic, '
-        'friendly/functions/cuda_sigmoid.py, whose saturated units keep the gradient that numpy\'s '
-        'float32 sigmoid rounds to 0; **float64**: a float64 copy of the network, whose '
-        'sigmoid keeps a gradient down to x of about -700; success and score always on the '
-        'real network); Square '
+        'z_t − z_y); the same two steered by surrogate gradients (friendly/surrogates.py; '
+        '**tempered**: a float64 copy whose hidden sigmoids compute sigmoid(a / T), one run '
+        'per T in %s, which lets the saturated units give a gradient again; '
+        '**CUDA-sigmoid**: the network\'s own parameters with the thesis GPU\'s sigmoid '
+        'arithmetic, whose saturated units keep the gradient that numpy\'s float32 sigmoid '
+        'rounds to 0; **float64**: a float64 copy of the network; success and score always on '
+        'the real network); Square '
         'Attack (Andriushchenko et al. 2020; %d queries, gradient-free); and APGD examples made '
         'on the black-box source and shown to the victim (transfer). All adversarial images '
         'have integer pixels in [0, 255] within the eps-ball. **Worst case**: an image counts '
@@ -117,9 +118,10 @@ def markdown(document):
         'before it (**cumulative**); in the \'batch\' test mode an image\'s output depends on '
         'its batch of 200, so every attack runs on every image and each column is that '
         'attack\'s own accuracy. Converged: every budget doubled (steps, restarts, targets, '
-        'queries) moves the worst case by less than a point at every eps of the curve.' % (
+        'queries) moves the worst case by at most %g points at every eps of the curve.' % (
             settings['epsilon'], budgets['steps'], budgets['restarts'], budgets['targets'],
-            budgets['target_restarts'], budgets['queries']), '']
+            budgets['target_restarts'], ', '.join(str(t) for t in TEMPERATURES),
+            budgets['queries'], robustness.CHECKS['convergence_points']), '']
     if settings['test_images'] != 10000:
         lines += ['**Only the first %d test images.**' % settings['test_images'], '']
     for mode in settings['bn_modes']:
@@ -200,7 +202,8 @@ STYLES = {'white_box_fgsm': ('tab:blue', '-', 'o'), 'black_box_fgsm': ('tab:blue
           'apgd': ('tab:red', '-', 's'), 'apgd_ce': ('tab:orange', '-', 's'),
           'apgd_t': ('tab:brown', '-', 'D'), 'apgd_cuda': ('tab:red', '--', 's'),
           'apgd_t_cuda': ('tab:brown', '--', 'D'), 'apgd_f64': ('tab:red', '-.', 's'),
-          'apgd_t_f64': ('tab:brown', '-.', 'D'),
+          'apgd_t_f64': ('tab:brown', '-.', 'D'), 'apgd_soft': ('tab:pink', '-', 's'),
+          'apgd_t_soft': ('tab:pink', '--', 'D'),
           'square': ('tab:green', '-', '^'), 'transfer': ('tab:purple', ':', 'v'),
           'worst_case': ('black', '-', None)}
 

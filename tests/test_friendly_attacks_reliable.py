@@ -11,9 +11,10 @@ import chainer
 import numpy as np
 import pytest
 
-from friendly import attacks, robustness
+from friendly import attacks, robustness, surrogates
 from friendly.defaults import APGD_T, EVALUATION, LINEAR3, Network
-from friendly.functions.cuda_sigmoid import float64_copy, with_cuda_sigmoid
+from friendly.functions.cuda_sigmoid import with_cuda_sigmoid
+from friendly.surrogates import float64_copy
 from friendly.networks import FCNet, build_network
 
 EPSILON = 40
@@ -168,12 +169,14 @@ def test_targeted_losses_follow_the_formulas():
 # arithmetic and float64 keep them positive. The class turns from 0 to 1 where w . x > theta,
 # which the ball of radius 40 reaches (|w| sums to 1: the corner moves w . x by 40).
 
-def saturated():
+def saturated(depth=(25, 31), reach=1.0):
+    """(net, x, t, w): w . x - theta = -reach * depth per image, depth uniform in `depth`;
+    |w| sums to `reach`."""
     rng = np.random.RandomState(4)
     w = np.kron(rng.choice([-1.0, 1.0], size=(4, 4)), np.ones((7, 7))).ravel()
-    w = (w / np.abs(w).sum()).astype(np.float32)
+    w = (reach * w / np.abs(w).sum()).astype(np.float32)
     n = 60
-    depth = rng.uniform(25, 31, size=n)
+    depth = rng.uniform(*depth, size=n)
     x = np.clip(np.round(128 - depth[:, None] * np.sign(w)[None]
                          + rng.randint(-2, 3, size=(n, 784))), 0, 255)
     x = x.reshape(n, 1, 28, 28).astype(np.float32)
@@ -247,6 +250,77 @@ def test_success_is_read_from_the_real_network_not_the_surrogate(flat):
     assert not wrong.any()
 
 
+# Deeper: hidden unit 0's argument in [-65, -55] (about 2 from any random start), below x ~ -38
+# where the GPU's and float64's sigmoids are exactly 0 too; divided by a temperature of 10 it
+# is about -6, where sigmoid has a gradient. |w| sums to 2: the ball of radius 40 turns it to
+# about +20, and the class to 1.
+
+@pytest.fixture(scope='module')
+def deep():
+    net, x, t, w = saturated(depth=(27.5, 32.5), reach=2.0)
+    pre = x.reshape(len(x), -1) @ w + net.layers[0].b.array[0]
+    assert (pre < -53).all() and (pre > -67).all()
+    assert (predicted(net, x) == 0).all()
+    return net, x, t
+
+
+def test_only_tempered_sigmoids_give_a_gradient_below_the_float64_range(deep):
+    net, x, t = deep
+    for surrogate in (None, with_cuda_sigmoid(net, elastic=True), float64_copy(net)):
+        _, gradient, _ = attacks.logit_loss_gradient(net, x, t, 'running', surrogate=surrogate)
+        assert (gradient == 0).all()
+    for surrogate in surrogates.make(net, 'tempered'):
+        _, gradient, wrong = attacks.logit_loss_gradient(net, x, t, 'running',
+                                                          surrogate=surrogate)
+        assert (np.abs(gradient).reshape(len(x), -1).max(axis=1) > 0).all() and not wrong.any()
+    assert net.temperature == 1 and surrogates.tempered_copy(net, 10).temperature == 10
+
+
+def test_tempered_surrogates_break_what_float64_cannot_and_score_on_the_real_network(deep):
+    net, x, t = deep
+    options = dict(steps=10, rng=np.random.RandomState(0))
+    f64 = attacks.apgd(net, x, t, EPSILON, 'running', surrogate=float64_copy(net), **options)
+    assert (predicted(net, f64) == t).all()
+    for name in ('apgd', 'apgd_t'):
+        adv = attacks.ATTACKS[name](net, x, t, EPSILON, 'running', rng=np.random.RandomState(0),
+                                    steps=10, surrogate=surrogates.make(net, 'tempered'))
+        check_contract(adv, x, EPSILON)
+        assert (predicted(net, adv) != t).all()
+    evaluator = robustness.Evaluator(net, CPU, {'steps': 10, 'restarts': 1, 'targets': 2},
+                                     chunk=200, log=lambda _: None)
+    assert evaluator.correct('apgd_f64', net, 'deep', x, t, EPSILON, 'running').all()
+    assert not evaluator.correct('apgd_soft', net, 'deep', x, t, EPSILON, 'running').any()
+    assert not evaluator.correct('apgd_t_soft', net, 'deep', x, t, EPSILON, 'running').any()
+
+
+def test_a_tempered_copy_divides_every_hidden_sigmoid_argument_and_nothing_else():
+    """Against the layers by hand: sigmoid(a / T) at the hidden layers (Elastic Sigmoid:
+    sigmoid(s a / T)), the logits untouched; a network without sigmoids (A) is left as its
+    float64 copy."""
+    x = synthetic_images(4, 0)
+    for name in ('S', 'GMRES'):
+        net = random_network(name, 1, scale=0.05)
+        scales = [a.s.array[0] * 1.5 ** k for k, a in enumerate(net.activations)] \
+            if name == 'GMRES' else [1.0] * 3
+        for a, scale in zip(net.activations if name == 'GMRES' else (), scales):
+            a.s.array[0] = scale
+        z, _ = surrogates.tempered_copy(net, 7.0).logits(x.astype(np.float64), 'running')
+        h = x.reshape(4, -1).astype(np.float64)
+        for k, layer in enumerate(net.layers):
+            h = h @ layer.W.array.T.astype(np.float64) + layer.b.array
+            if k < 2:
+                h = 1 / (1 + np.exp(-scales[k] * h / 7.0))
+        np.testing.assert_allclose(z.array, scales[2] * h, rtol=1e-9)
+        assert z.dtype == np.float64
+    a = build_network('A')
+    copy = surrogates.tempered_copy(a, 7.0)
+    assert copy.temperature == 1
+    np.testing.assert_array_equal(copy.logits(x.astype(np.float64), 'running')[0].array,
+                                  float64_copy(a).logits(x.astype(np.float64), 'running')[0].array)
+    with pytest.raises(ValueError):
+        surrogates.tempered_copy(a, 0)
+
+
 def test_surrogate_column_breaks_the_saturated_network_and_scores_on_it(flat):
     net, x, t = flat
     evaluator = robustness.Evaluator(net, CPU, {'steps': 10, 'restarts': 1, 'targets': 2},
@@ -307,7 +381,7 @@ def robust_only_equals_every_image(name):
     assert robustness.schedule_of(victim, 'batch') == (
         robustness.ROBUST_ONLY if name == 'S' else robustness.EVERY_IMAGE)
     clean = robustness.score(victim, x, t, mode)
-    eps = 20
+    eps = 4   # tempered surrogates break every image of these saturated networks from eps 8
     scheduled = robustness.Evaluator(source, CPU, BUDGETS_SMALL, chunk=200, log=lambda _: None)
     correct, schedule = robustness.run_columns(scheduled, victim, name, x, t, eps, mode,
                                                COLUMNS_SMALL, clean)

@@ -13,9 +13,9 @@ Both round to exactly 1 from x ~ 17.3 on.
 The thesis's networks were trained and attacked with CuPy, so their saturated sigmoids kept
 the tiny negative-side gradients whose signs FGSM uses.
 
-Beyond the thesis, `with_cuda_sigmoid(net)` and `float64_copy(net)` are surrogates for the
-attacks of a reliable evaluation (friendly/attacks.py): the same parameters in an arithmetic
-whose saturated sigmoids keep a gradient, used to steer an attack on the real network.
+Beyond the thesis, `with_cuda_sigmoid(net)` is also one of the surrogates of a reliable
+evaluation (friendly/surrogates.py): the same parameters in an arithmetic whose saturated
+sigmoids keep a gradient, used to steer an attack on the real network.
 """
 import chainer
 import numpy as np
@@ -64,22 +64,4 @@ def with_cuda_sigmoid(net, elastic=False):
         for link in copy.activations:
             if hasattr(link, 'arithmetic'):
                 link.arithmetic = 'cuda'
-    return copy
-
-
-def float64_copy(net):
-    """A copy of a network computed in float64 throughout: its parameters and persistent
-    statistics (Batch Renormalization's averages) converted to float64, so that a sigmoid is
-    exactly 0 only below x ~ -37 instead of -20. Feed it float64 images (attacks.py does).
-    The copy owns its arrays: later changes to `net` do not reach it."""
-    copy = net.copy(mode='copy')
-    for param in copy.params(include_uninit=False):
-        if param.array.dtype.kind == 'f':
-            param.array = param.array.astype(np.float64)
-            param.grad = None
-    for link in copy.links():
-        for name in getattr(link, '_persistent', ()):
-            value = getattr(link, name)
-            if hasattr(value, 'dtype') and value.dtype.kind == 'f':
-                setattr(link, name, value.astype(np.float64))
     return copy
