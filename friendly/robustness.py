@@ -551,8 +551,8 @@ def checks(result, columns, epsilon):
                                     for e in conv['by_epsilon'] if e['run'])
     out['converged'] = {
         'ok': conv['converged'],
-        'detail': 'doubled budgets move the worst case by at most %+.2f points on %d images%s%s'
-                  % (conv['change_points'], conv['images'], moves,
+        'detail': 'doubled budgets move the worst case by %.2f points at most, on %d images%s%s'
+                  % (abs(conv['change_points']), conv['images'], moves,
                      '' if conv['converged'] else ': did NOT converge')}
 
     gradient = [k for k in columns if COLUMNS[k].kind in ('single-step gradient',
