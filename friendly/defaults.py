@@ -80,8 +80,8 @@ APGD = {'steps': 100, 'restarts': 1, 'momentum': 0.75, 'rho': 0.75}
 APGD_T = {'steps': 100, 'restarts': 1, 'targets': 9}
 # The temperatures of the tempered surrogates (friendly/surrogates.py), each one more APGD (or
 # APGD-T) run per restart. On S's and GMR's first 500 test images, steered by one temperature
-# at a time (1 restart, 3 targets): T = 10 and 30 broke the most at eps 10 and 26, T = 100
-# added 1.4 points at eps 26 on S, T = 300 added nothing.
+# at a time (friendly/temperature_sweep.py: 1 restart, 3 targets): T = 10 and 30 broke the
+# most at eps 10 and 26, T = 100 added 1.4 points at eps 26 on S, T = 300 added nothing.
 TEMPERATURES = (10, 30, 100)
 # Square Attack (Andriushchenko et al. 2020): queries per image, initial window fraction.
 SQUARE = {'queries': 1000, 'p_init': 0.8}

@@ -81,6 +81,9 @@ def main(argv=None):
         if net is None:
             raise UserError('no committed %s network in %s' % (name, weights.STORE))
         for epsilon in args.epsilons:
+            print('%s eps %d: T %s on %d test images' % (
+                name, epsilon, ', '.join('%g' % T for T in args.temperatures), len(x)),
+                flush=True)
             lines += ['## %s, eps %d' % (name, epsilon), '',
                       '| T | APGD | APGD-T | after every attack so far |', '|---|---|---|---|']
             for row in sweep(net, x, t, epsilon, args.temperatures, args.steps, args.restarts,

@@ -293,6 +293,13 @@ def test_tempered_surrogates_break_what_float64_cannot_and_score_on_the_real_net
     assert not evaluator.correct('apgd_t_soft', net, 'deep', x, t, EPSILON, 'running').any()
 
 
+def test_the_temperature_sweep_finds_the_temperature_that_unmasks(deep):
+    from friendly.temperature_sweep import sweep
+    net, x, t = deep
+    rows = sweep(net, x, t, EPSILON, (1, 10), steps=10, restarts=1, targets=2)
+    assert rows == [[1, 100.0, 100.0, 100.0], [10, 0.0, 0.0, 0.0]]
+
+
 def test_a_tempered_copy_divides_every_hidden_sigmoid_argument_and_nothing_else():
     """Against the layers by hand: sigmoid(a / T) at the hidden layers (Elastic Sigmoid:
     sigmoid(s a / T)), the logits untouched; a network without sigmoids (A) is left as its

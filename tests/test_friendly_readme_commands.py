@@ -340,4 +340,23 @@ def test_bench_attacks(env, tmp_path):
     assert (tmp_path / 'runs' / 'friendly' / 'bench' / 'bench_attacks.md').exists()
 
 
+TEMPERATURE_SWEEP = 'python friendly/temperature_sweep.py --networks S --epsilons 26'
+
+
+@covers(TEMPERATURE_SWEEP)
+def test_temperature_sweep(env, tmp_path):
+    """README's sweep exactly until it starts on S (minutes), then Ctrl-C; then on 20 images,
+    two temperatures and 3 steps to the end; a temperature of 0 is one line."""
+    status, out, err = run_until(TEMPERATURE_SWEEP, 'S eps 26: T 1, 10, 30, 100, 300 on 500',
+                                 env)
+    assert_interrupted(status, err, out)
+    status, out, err = run(TEMPERATURE_SWEEP, env, '--images', '20', '--temperatures', '1',
+                           '30', '--steps', '3')
+    assert status == 0, err
+    report = tmp_path / 'runs' / 'friendly' / 'temperature_sweep' / 'temperature_sweep.md'
+    assert '| 30 |' in report.read_text() and 'S eps 26 T 30: APGD' in out
+    status, _, err = run(TEMPERATURE_SWEEP, env, '--temperatures', '0')
+    assert_one_line_error(status, err, 'temperatures must be positive')
+
+
 COMMAND_OF = {test: command for command, test in COVERED.items()}
