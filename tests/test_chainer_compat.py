@@ -10,6 +10,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import warnings
 
 import chainer
 import chainer.functions as F
@@ -33,9 +34,11 @@ def python(code, skip=''):
 
 
 def test_each_patch_says_in_one_line_what_it_replaces_and_why():
-    assert list(chainer_compat.PATCHES) == ['numpy.sctypes', 'numpy.distutils', 'pkg_resources']
+    assert list(chainer_compat.PATCHES) == ['numpy.sctypes', 'numpy.distutils', 'pkg_resources',
+                                            'pkg_resources notice', 'cudnn notice']
     for name, (why, _) in chainer_compat.PATCHES.items():
-        assert '\n' not in why and name in why and 'chainer.' in why, name
+        assert '\n' not in why and name.split()[0].lower() in why.lower(), name
+        assert 'chainer.' in why, name
 
 
 def test_every_entry_point_applies_the_patches_before_chainer():
@@ -119,3 +122,73 @@ def test_pkg_resources_is_stubbed_where_setuptools_has_none():
             'pkg_resources' not in chainer_compat.APPLIED:
         import pkg_resources
         assert pkg_resources.__file__              # the real one, untouched
+
+
+def fake_package(folder, name, source='', files=()):
+    """A package `name` under `folder` whose __init__ is `source`, with empty `files` in it."""
+    package = folder / name
+    package.mkdir(parents=True)
+    (package / '__init__.py').write_text(source)
+    for file in files:
+        (package / file).parent.mkdir(parents=True, exist_ok=True)
+        (package / file).write_text('')
+    return folder
+
+
+def python_with(folder, code, skip=''):
+    """`python(code, skip)` with `folder` first on the path, and CHAINER_CUDNN unset."""
+    env = dict(os.environ, RUNKIT_CHAINER_COMPAT_SKIP=skip)
+    env.pop('CHAINER_CUDNN', None)
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (str(folder), ROOT, env.get('PYTHONPATH'))
+                                        if p)
+    return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          env=env, cwd=ROOT)
+
+
+NOTICE = ('pkg_resources is deprecated as an API. See https://setuptools.pypa.io/en/latest/'
+          'pkg_resources.html. The pkg_resources package is slated for removal as early as '
+          '2025-11-30. Refrain from using this package or pin to Setuptools<81.')
+
+
+@pytest.mark.parametrize('version, applies', [((69, 5), False), ((80, 8), False),
+                                              ((80, 9), True), ((81, 0), True)])
+def test_the_pkg_resources_notice_is_silenced_under_setuptools_80_9(monkeypatch, version,
+                                                                    applies):
+    """setuptools 80.9 and later print a UserWarning when Chainer imports pkg_resources: on a
+    GPU machine (setuptools 81.0) every command's stderr began with it, before its one-line
+    error. Only that warning, at Chainer's import, is silenced."""
+    monkeypatch.setattr(chainer_compat, '_setuptools_version', lambda: version)
+    monkeypatch.setattr(chainer_compat, 'APPLIED', [])
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter('always')
+        assert chainer_compat.PATCHES['pkg_resources notice'][1]() == applies
+        for module in ('chainer._environment_check', 'elsewhere'):
+            warnings.warn_explicit(NOTICE, UserWarning, module.replace('.', '/') + '.py', 7,
+                                   module=module)
+    assert [w.filename for w in seen] == (['elsewhere.py'] if applies else
+                                          ['chainer/_environment_check.py', 'elsewhere.py'])
+
+
+def test_the_setuptools_version_is_read_from_its_metadata(tmp_path):
+    (tmp_path / 'setuptools-80.9.0.dist-info').mkdir()
+    (tmp_path / 'setuptools-80.9.0.dist-info' / 'METADATA').write_text(
+        'Metadata-Version: 2.1\nName: setuptools\nVersion: 80.9.0\n')
+    done = python_with(tmp_path, 'from runkit import chainer_compat as c; '
+                                 'print(c._setuptools_version())')
+    assert done.stdout.strip() == '(80, 9)', done.stderr
+
+
+@pytest.mark.parametrize('has_cudnn', [False, True])
+def test_chainer_is_told_cudnn_is_off_where_cupy_has_none(tmp_path, has_cudnn):
+    """CuPy 14 ships no cupy/cuda/cudnn.py (CuPy 13 does): there CHAINER_CUDNN=0 keeps
+    Chainer's advice to reinstall CuPy with cuDNN off stderr. A user's own setting wins."""
+    fake_package(tmp_path, 'cupy', files=['cuda/__init__.py'] + (
+        ['cuda/cudnn.py'] if has_cudnn else []))
+    code = ('import os, runkit; print(runkit.chainer_compat.APPLIED, '
+            'os.environ.get("CHAINER_CUDNN"))')
+    done = python_with(tmp_path, code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == ('None' if has_cudnn else '0')
+    assert ("'cudnn notice'" in done.stdout) == (not has_cudnn)
+    own = python_with(tmp_path, 'import os; os.environ["CHAINER_CUDNN"] = "1"; ' + code)
+    assert own.stdout.split()[-1] == '1' and "'cudnn notice'" not in own.stdout
