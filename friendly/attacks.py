@@ -354,7 +354,9 @@ def _apgd_runs(net, x, t, epsilon, bn_mode, runs, steps, loss, rng, group, momen
     """APGD from a fresh random integer start for each entry of `runs` (the target classes
     per example of one run, or None) and each surrogate (a network, a tuple of them, or None),
     on the rows `only` marks; per example the best iterate of all runs: a misclassifying one
-    before any other, then the highest loss (each run's own). Every start is drawn for the
+    before any other, then the highest loss (each run's own). Where images are independent, a
+    run after the first works only on the images no earlier run fooled, as AutoAttack's
+    restarts do (a fooled image keeps its first fooling iterate). Every start is drawn for the
     whole batch, so an image's result does not depend on `only`."""
     xp = chainer.backend.get_array_module(x)
     rows = _attacked(x, net, bn_mode, only)
@@ -363,20 +365,26 @@ def _apgd_runs(net, x, t, epsilon, bn_mode, runs, steps, loss, rng, group, momen
     rng = rng or np.random.RandomState(0)
     low, high = _ball(x, epsilon)
     xs, ts = x[rows], t[rows]
+    shrink = independent(net, bn_mode)
     best = best_fooled = best_loss = None
     steering = surrogate if isinstance(surrogate, tuple) else (surrogate,)
     for steer, target in ((s, target) for s in steering for target in runs):
         start = _random_start(x, epsilon, rng, low, high)[rows]
-        adv, fooled, value = _apgd_run(net, xs, ts, start, epsilon, bn_mode, steps, loss, group,
-                                       momentum, rho,
-                                       None if target is None else target[rows], steer)
+        target = None if target is None else target[rows]
         if best is None:
-            best, best_fooled, best_loss = adv, fooled, value
+            best, best_fooled, best_loss = _apgd_run(net, xs, ts, start, epsilon, bn_mode, steps,
+                                                     loss, group, momentum, rho, target, steer)
             continue
-        better = _better(fooled, value, best_fooled, best_loss)
-        best = xp.where(_rows(better, xs.shape), adv, best)
-        best_loss = xp.where(better, value, best_loss)
-        best_fooled = best_fooled | fooled
+        left = xp.nonzero(~best_fooled)[0] if shrink else slice(None)
+        if shrink and len(left) == 0:
+            continue                                  # the other starts are still drawn
+        adv, fooled, value = _apgd_run(net, xs[left], ts[left], start[left], epsilon, bn_mode,
+                                       steps, loss, group, momentum, rho,
+                                       None if target is None else target[left], steer)
+        better = _better(fooled, value, best_fooled[left], best_loss[left])
+        best[left] = xp.where(_rows(better, adv.shape), adv, best[left])
+        best_loss[left] = xp.where(better, value, best_loss[left])
+        best_fooled[left] = best_fooled[left] | fooled
     if isinstance(rows, slice):
         return best
     out = x.copy()

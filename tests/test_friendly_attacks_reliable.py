@@ -146,6 +146,44 @@ def test_targeted_apgd_breaks_exactly_where_the_target_is_within_reach(linear3, 
     assert np.array_equal(predicted(net, adv) != t, easiest <= 10)
 
 
+def run_sizes(monkeypatch):
+    """The number of images each APGD run of an attack works on, recorded as it runs."""
+    sizes, real = [], attacks._apgd_run
+    def counting(net, x, *args, **kwargs):
+        sizes.append(len(x))
+        return real(net, x, *args, **kwargs)
+    monkeypatch.setattr(attacks, '_apgd_run', counting)
+    return sizes
+
+
+def test_later_runs_attack_only_the_images_no_earlier_run_left_robust(linear3, monkeypatch):
+    """AutoAttack's way: the second target class is tried on the images the first left
+    correct; the result is the same worst case as trying every target on every image."""
+    net, x, t, threshold, _ = linear3
+    easiest = threshold.min(axis=1, where=threshold > 0, initial=256)
+    one = attacks.apgd_t(net, x, t, EPSILON, 'running', steps=20, targets=1,
+                         rng=np.random.RandomState(0))
+    left = int(np.sum(predicted(net, one) == t))
+    sizes = run_sizes(monkeypatch)
+    two = attacks.apgd_t(net, x, t, EPSILON, 'running', steps=20, targets=2,
+                         rng=np.random.RandomState(0))
+    assert sizes == [len(x), left] and 0 < left < len(x)
+    assert np.array_equal(predicted(net, two) != t, easiest <= EPSILON)
+    fooled = predicted(net, one) != t                 # a fooled image keeps its first iterate
+    assert np.array_equal(two[fooled], one[fooled])
+
+
+def test_with_batch_statistics_every_run_sees_the_whole_batch(monkeypatch):
+    """In 'batch' mode an image's output depends on its batch, so no run may shrink it."""
+    net = build_network('RS')
+    x = np.random.RandomState(0).randint(0, 256, (20, 1, 28, 28)).astype(np.float32)
+    t = np.arange(20, dtype=np.int32) % 10
+    sizes = run_sizes(monkeypatch)
+    attacks.apgd_t(net, x, t, EPSILON, 'batch', steps=2, targets=3,
+                   rng=np.random.RandomState(0))
+    assert sizes == [20, 20, 20]
+
+
 def test_targeted_losses_follow_the_formulas():
     z = chainer.Variable(np.array([[5.0, 1.0, 3.0, -2.0, 0.5],
                                    [0.0, 4.0, 2.0, 1.0, -1.0]], np.float32))

@@ -320,12 +320,13 @@ def test_apgd_returns_the_best_restart_per_example(trained):
     for c in candidates:
         loss, _, wrong = attacks.logit_loss_gradient(s, c, t, 'running', 'margin')
         keys.append((wrong, loss))
-    # best: a misclassifying iterate first, then the highest margin loss
+    # best: the first misclassifying iterate (later restarts skip a fooled image), else the
+    # highest margin loss
     pick = np.zeros(len(x), int)
     best_wrong, best_loss = keys[0]
     for k in range(1, len(candidates)):
         wrong, loss = keys[k]
-        better = (wrong & ~best_wrong) | ((wrong == best_wrong) & (loss > best_loss))
+        better = ~best_wrong & (wrong | (loss > best_loss))
         pick[better] = k
         best_wrong, best_loss = best_wrong | wrong, np.where(better, loss, best_loss)
     expected = np.stack(candidates)[pick, np.arange(len(x))]
