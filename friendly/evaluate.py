@@ -65,6 +65,9 @@ def main():
                         'the weights of every network used')
     parser.add_argument('--recorded', nargs='+', default=[], metavar='FILE:NAME',
                         help='add a column measured by an earlier command (tables.json:NAME)')
+    parser.add_argument('--beside', metavar='FILE',
+                        help="show another record's tables over seeds beside these "
+                        '(its tables.json, e.g. results/tables-cuda/tables.json)')
     parser.add_argument('--mnist-dir', help='MNIST folder')
     parser.add_argument('--no-progress', action='store_true',
                         help='no line per network and step while attacking')
@@ -80,6 +83,7 @@ def main():
         test_subset=args.test_subset or (QUICK['test_subset'] if args.quick else None),
         bn_mode=args.bn_mode, arithmetic=args.arithmetic, device=args.device,
         recorded=dict(tables.recorded_column(spec) for spec in args.recorded),
+        beside=tables.beside_record(args.beside) if args.beside else None,
         # a record's own weights (DIR/weights/friendly) are found as the repository's are
         store=os.path.join(args.results, 'weights', 'friendly') if args.results else None)
     get_device(args.device)   # a bad device fails here, not in every training worker
@@ -90,7 +94,7 @@ def main():
     data = mnist.test_set(request.test_subset, args.mnist_dir)
     table, note, prov, logs = tables.make(request, found, missing, data, started,
                                           progress=not args.no_progress)
-    text = tables.markdown(table, note, prov)
+    text = tables.markdown(table, note, prov, request.beside)
     print(text)
     if args.results:
         for f in found:
@@ -99,7 +103,8 @@ def main():
     for name, network_logs in logs.items():
         tables.plot_elastic_scales(network_logs, os.path.join(out, '%s_scales.png' % name))
     write_json(os.path.join(out, 'tables.json'),
-               {'networks': table, 'thesis': THESIS_RESULTS, 'provenance': prov})
+               {'networks': table, 'thesis': THESIS_RESULTS, 'note': note, 'beside': request.beside,
+                'provenance': prov})
     write_text(os.path.join(out, 'tables.md'), text)
     print('wrote %s/tables.md and tables.json' % out)
 

@@ -59,6 +59,7 @@ class Request(collections.namedtuple('Request', [
         'device',        # Chainer device spec
         'recorded',      # {name: column} measured by an earlier command (recorded_column)
         'store',         # a record's own weights store, searched first (None: the repository's)
+        'beside',        # another record's summary shown beside these tables (beside_record)
 ])):
     """What one set of tables is made of (friendly/evaluate.py's options)."""
     __slots__ = ()
@@ -87,6 +88,8 @@ class Request(collections.namedtuple('Request', [
             parts.append(self.bn_mode)
         if self.recorded:
             parts.append('recorded')
+        if self.beside:
+            parts.append('beside')
         if self.device != '@numpy':
             parts.append(self.device.lstrip('@').replace(':', ''))
         return os.path.join(runs_root('friendly'), 'tables', '-'.join(parts))
@@ -136,6 +139,27 @@ def recorded_column(spec):
     column['over_seeds'] = {key: summary([v]) for key, v in values.items()}
     column['aim_met'] = within_aim(column['thesis_column'], column['over_seeds'])
     return name, column
+
+
+def beside_record(path):
+    """Another record's tables (a tables.json of friendly/evaluate.py, e.g. the networks trained
+    with the CUDA sigmoid arithmetic), to be shown beside this command's: its opening note, its
+    provenance, and per network the seeds and the summary of each row of ROWS over them."""
+    try:
+        with open(path) as f:
+            other = json.load(f)
+        prov = other['provenance']
+        networks = {name: {'protocol': entry['protocol'],
+                           'seeds': [r['seed'] for r in entry['seeds']],
+                           'over_seeds': {key: entry['over_seeds'][key] for key, _ in ROWS}}
+                    for name, entry in other['networks'].items() if not entry.get('recorded')}
+        return {'file': path, 'note': other.get('note', ''), 'command': prov['command'],
+                'commit': prov['commit'], 'device': prov['device'], 'networks': networks}
+    except FileNotFoundError:
+        raise UserError('--beside: %s does not exist' % path) from None
+    except (ValueError, KeyError, TypeError):
+        raise UserError('--beside %s: not a tables.json written by friendly/evaluate.py'
+                        % path) from None
 
 
 def make(request, found, missing, data, started, progress=True):
@@ -334,8 +358,9 @@ def _spread(s):
     return '%.2f ± %.2f [%.2f–%.2f]' % (s['mean'], s['std'], s['min'], s['max'])
 
 
-def markdown(table, note, prov):
-    """tables.md: the default seed against the thesis, then the spread over seeds."""
+def markdown(table, note, prov, beside=None):
+    """tables.md: the default seed against the thesis, then the spread over seeds, then (with
+    `beside`, a beside_record) another record's spread over seeds next to this one's."""
     names = list(table)
     head = '| | ' + ' | '.join(names) + ' |\n' + '|---' * (len(names) + 1) + '|'
     lines = [record_title('# Thesis Tables 3.2 and 3.3, reproduced', prov['commit']), '', note,
@@ -368,6 +393,8 @@ def markdown(table, note, prov):
                         if table[n]['thesis_column'] in THESIS_RESULTS[key] else '—',
                         {True: 'yes', False: '**no**', None: '—'}[
                             table[n]['aim_met'].get(key)]) for n in names))
+    if beside:
+        lines += beside_markdown(table, beside, head)
     lines += ['', '## Why the FGSM columns differ (diagnostic, beyond the thesis)', '',
               'The thesis ran Chainer on a GPU, whose sigmoid kernel computes tanh in float64 and '
               'keeps tiny nonzero outputs (and gradients) where the CPU\'s float32 sigmoid is '
@@ -395,6 +422,36 @@ def markdown(table, note, prov):
         'Per network and seed (weights file and checksum, training commit, epochs, best '
         'validation epoch) see tables.json.', '']
     return '\n'.join(lines)
+
+
+def beside_markdown(table, beside, head):
+    """The section of tables.md showing another record's networks beside this table's: per row,
+    its mean ± sd [min–max], the move of its mean from this table's, and the thesis."""
+    names = list(table)
+    theirs = beside['networks']
+    lines = ['', '## Beside: the networks of `%s` (beyond the thesis)' % beside['file'], '',
+             'Made by `%s` at commit `%s`, on %s; its note: %s' % (
+                 beside['command'], beside['commit'], beside['device'], beside['note']), '',
+             'Its mean ± sample standard deviation [min–max] over its seeds, and in brackets its '
+             'mean minus the mean of the table above.', '', head,
+             '| protocol | ' + ' | '.join(theirs[n]['protocol'] if n in theirs else '—'
+                                        for n in names) + ' |',
+             '| seeds | ' + ' | '.join(', '.join(map(str, theirs[n]['seeds'])) if n in theirs
+                                     else '—' for n in names) + ' |']
+    for key, title in ROWS:
+        cells = []
+        for n in names:
+            if n not in theirs:
+                cells.append('—')
+                continue
+            other = theirs[n]['over_seeds'][key]
+            cells.append('%s (%+.2f)' % (_spread(other),
+                                         other['mean'] - table[n]['over_seeds'][key]['mean']))
+        lines.append('| %s | %s |' % (title, ' | '.join(cells)))
+        lines.append('| thesis | %s |' % ' | '.join(
+            '%.2f' % THESIS_RESULTS[key][table[n]['thesis_column']]
+            if table[n]['thesis_column'] in THESIS_RESULTS[key] else '—' for n in names))
+    return lines
 
 
 # A run collapsed when its last epoch's training accuracy is this far below its best epoch's.

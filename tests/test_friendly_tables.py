@@ -290,3 +290,26 @@ def test_evaluate_names_the_folder_to_remove_when_no_snapshot_can_resume(tmp_pat
     assert error.startswith('cannot resume: snapshot %s' % os.path.join(folder, 'snapshot'))
     assert error.endswith('is damaged; remove %s to train it from the start' % folder)
     assert '--force' not in error
+
+
+def test_another_record_is_shown_beside_with_the_move_of_its_means(store, tmp_path, monkeypatch,
+                                                                    capsys, mnist_folder):
+    common = ['--from-weights', '--networks', 'S', '--seeds', '1', '--epochs', '1',
+              '--train-subset', '200', '--mnist-dir', mnist_folder, '--no-progress']
+    runs = tmp_path / 'runs'
+    _run_evaluate(monkeypatch, capsys, store, runs, *(common + ['--test-subset', '200']))
+    first = runs / 'friendly' / 'tables' / 'thesis-e1-n200-S-seeds1-test200' / 'tables.json'
+    other = json.loads(first.read_text())
+    # the other record: the same network on 200 images; these tables: on 400
+    out = _run_evaluate(monkeypatch, capsys, store, runs,
+                        *(common + ['--test-subset', '400', '--beside', str(first)]))
+    here = json.loads((runs / 'friendly' / 'tables' / 'thesis-e1-n200-S-seeds1-test400-beside' /
+                       'tables.json').read_text())
+    assert here['beside']['networks']['S']['seeds'] == [1]
+    assert 'Made by `%s`' % other['provenance']['command'] in out
+    for key, title in tables.ROWS:
+        theirs, ours = other['networks']['S'][key], here['networks']['S'][key]
+        assert '| %s | %.2f (1 seed) (%+.2f) |' % (title, theirs, theirs - ours) in out
+    with pytest.raises(UserError, match='--beside .*README.md: not a tables.json'):
+        _run_evaluate(monkeypatch, capsys, store, runs,
+                      *(common + ['--beside', os.path.join(ROOT, 'README.md')]))
