@@ -3,7 +3,8 @@ arithmetics (train.py --arithmetic), epoch by epoch (beyond the thesis).
 
     python friendly/arithmetic_split.py --seeds 5 6 \
         --device-store results/gmres-seeds/weights/friendly \
-        --cuda-store results/gmres-seeds-cuda/weights/friendly --out results/gmres-seeds-cuda
+        --cuda-store results/gmres-seeds-cuda/weights/friendly results/tables-cuda/weights/friendly \
+        --out results/gmres-seeds-cuda
 
 Both runs of a seed start from the same weights and see the same batches; they differ only in
 how the sigmoids round. Per seed: the Elastic Sigmoid scale of each layer and the training
@@ -25,15 +26,19 @@ JUMP = 0.3            # the layer-1 scale rising this much in one epoch: the jum
 ARITHMETICS = ('device', 'cuda')
 
 
-def log_of(seed, arithmetic, store):
+def log_of(seed, arithmetic, stores=(None,)):
+    """The training log of GMRES `seed` in `arithmetic`, from the first of `stores` (None: the
+    repository's) or run folder that holds it."""
     settings = training.settings_for('GMRES', seed=seed, arithmetic=arithmetic)
-    found = weights.locate(settings, store)
-    if found is None:
-        raise UserError('no finished GMRES seed %d run in the %s arithmetic (store %s or %s); '
-                        'train it with friendly/train.py GMRES --seed %d%s'
-                        % (seed, arithmetic, store, weights.run_folder(settings), seed,
-                           ' --arithmetic cuda' if arithmetic == 'cuda' else ''))
-    return found.training_log()
+    for store in stores:
+        found = weights.locate(settings, store)
+        if found is not None:
+            return found.training_log()
+    raise UserError('no finished GMRES seed %d run in the %s arithmetic (stores %s, or %s); '
+                    'train it with friendly/train.py GMRES --seed %d%s'
+                    % (seed, arithmetic, ', '.join(s or weights.STORE for s in stores),
+                       weights.run_folder(settings), seed,
+                       ' --arithmetic cuda' if arithmetic == 'cuda' else ''))
 
 
 def split_epoch(a, b, key='main/elastic_scale_1', tolerance=SPLIT):
@@ -143,9 +148,11 @@ def main():
     parser = Parser(prog='friendly/arithmetic_split.py', description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--seeds', nargs='+', type=positive_int, default=[5, 6])
-    parser.add_argument('--device-store', help='weights store of the device-arithmetic runs '
+    parser.add_argument('--device-store', nargs='+', default=[None], metavar='STORE',
+                        help='weights stores of the device-arithmetic runs, searched in order '
                         '(default: the repository\'s; run folders are searched too)')
-    parser.add_argument('--cuda-store', help='weights store of the CUDA-arithmetic runs')
+    parser.add_argument('--cuda-store', nargs='+', default=[None], metavar='STORE',
+                        help='weights stores of the CUDA-arithmetic runs, searched in order')
     parser.add_argument('--out', default=os.path.join('runs', 'friendly', 'arithmetic_split'),
                         help='folder for arithmetic_split.md and .png (default %(default)s)')
     args = parser.parse_args()

@@ -229,4 +229,4 @@ def test_arithmetic_split_finds_where_the_layer_1_scale_paths_part(tmp_path, mon
         in text
     assert arithmetic_split.collapse_epoch(cuda) is None
     with pytest.raises(Exception, match='no finished GMRES seed 9 run in the cuda arithmetic'):
-        arithmetic_split.log_of(9, 'cuda', str(tmp_path))
+        arithmetic_split.log_of(9, 'cuda', [str(tmp_path)])

@@ -246,20 +246,22 @@ def test_train_in_the_cuda_arithmetic(env):
 
 @covers('python friendly/arithmetic_split.py --seeds 1 3 4 5 6 --device-store '
         'results/gmres-seeds/weights/friendly --cuda-store results/gmres-seeds-cuda/weights/'
-        'friendly --out results/gmres-seeds-cuda')
+        'friendly results/tables-cuda/weights/friendly --out results/gmres-seeds-cuda')
 def test_arithmetic_split(env, tmp_path):
     """Exactly, in a scratch copy of the code and the stores: it re-makes the record."""
     scratch = tmp_path / 'checkout'
     for part in ('friendly', 'runkit', os.path.join('results', 'weights', 'friendly'),
                  os.path.join('results', 'gmres-seeds'),
-                 os.path.join('results', 'gmres-seeds-cuda')):
+                 os.path.join('results', 'gmres-seeds-cuda'),
+                 os.path.join('results', 'tables-cuda', 'weights', 'friendly')):
         shutil.copytree(os.path.join(ROOT, part), scratch / part,
                         ignore=shutil.ignore_patterns('__pycache__'))
     os.remove(scratch / 'results' / 'gmres-seeds-cuda' / 'arithmetic_split.md')
     status, out, err = run(
         'python friendly/arithmetic_split.py --seeds 1 3 4 5 6 --device-store '
         'results/gmres-seeds/weights/friendly --cuda-store results/gmres-seeds-cuda/weights/'
-        'friendly --out results/gmres-seeds-cuda', dict(env, PYTHONPATH=str(scratch)),
+        'friendly results/tables-cuda/weights/friendly --out results/gmres-seeds-cuda',
+        dict(env, PYTHONPATH=str(scratch)),
         cwd=str(scratch))
     assert status == 0, err
     made = (scratch / 'results' / 'gmres-seeds-cuda' / 'arithmetic_split.md').read_text()
