@@ -42,9 +42,10 @@ score made of the returned images. FGSM stays the thesis's.
 Batch Renormalization test modes (friendly/networks.py): in 'batch' mode an image's output
 depends on its whole batch of 200, so a batch is attacked together (as the thesis's FGSM is)
 and every success test reads the batch's own outputs; in 'running' mode (and for networks
-without Batch Renormalization) images are independent: an attack may then be told to attack
-`only` some images (robustness.py's robust-only schedule), and its random numbers are drawn for
-the whole batch either way, so an image's result does not depend on which others are attacked.
+without Batch Renormalization) images are independent. An attack may be told to attack `only`
+some images (robustness.py's robust-only schedule): any images where they are independent,
+whole groups of 200 in 'batch' mode (unit); its random numbers are drawn for the whole batch
+either way, so an image's result does not depend on which others are attacked.
 """
 import inspect
 import zlib
@@ -80,6 +81,24 @@ def per_example_loss(net, x, t, bn_mode):
 def independent(net, bn_mode):
     """Whether each image's output depends on that image only (no batch statistics)."""
     return bn_mode != 'batch' or getattr(net, 'batch_renorms', None) is None
+
+
+def unit(net, bn_mode, group, n):
+    """How many consecutive images of a batch of n an attack must treat as one: 1 where images
+    are independent, else a `group` (all n without one) sharing its batch statistics."""
+    return 1 if independent(net, bn_mode) else min(group or n, n)
+
+
+def whole_units(mask, size):
+    """Per image: whether any image of its unit (the `size` consecutive images it is among;
+    the last unit may be shorter) is marked in `mask`."""
+    if size == 1:
+        return mask
+    xp = chainer.backend.get_array_module(mask)
+    ids = xp.arange(len(mask)) // size
+    hit = xp.zeros(int(ids[-1]) + 1 if len(mask) else 0, bool)
+    hit[ids[mask]] = True
+    return hit[ids]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,18 +235,19 @@ def _rows(mask, shape):
     return mask.reshape((-1,) + (1,) * (len(shape) - 1))
 
 
-def _attacked(x, net, bn_mode, only):
-    """The rows an attack works on: every row (a slice) or those `only` marks, which is
-    allowed only where images are independent."""
+def _attacked(x, net, bn_mode, only, group):
+    """The rows an attack works on: every row (a slice) or those `only` marks, which must be
+    whole units (unit: in 'batch' mode, whole groups sharing their statistics)."""
     if only is None:
         return slice(None)
-    if not independent(net, bn_mode):
-        raise ValueError("`only` needs independent images: in 'batch' mode an image's output "
-                         'depends on its whole batch')
     xp = chainer.backend.get_array_module(x)
     only = xp.asarray(only, bool)
     if only.shape != (len(x),):
         raise ValueError('`only` must have one boolean per image')
+    size = unit(net, bn_mode, group, len(x))
+    if size > 1 and bool((whole_units(only, size) != only).any()):
+        raise ValueError("`only` must mark whole groups of %d images: in 'batch' mode an "
+                         "image's output depends on its group" % size)
     return xp.nonzero(only)[0]
 
 
@@ -359,7 +379,7 @@ def _apgd_runs(net, x, t, epsilon, bn_mode, runs, steps, loss, rng, group, momen
     restarts do (a fooled image keeps its first fooling iterate). Every start is drawn for the
     whole batch, so an image's result does not depend on `only`."""
     xp = chainer.backend.get_array_module(x)
-    rows = _attacked(x, net, bn_mode, only)
+    rows = _attacked(x, net, bn_mode, only, group)
     if epsilon == 0 or steps < 1 or not runs:
         return x.copy()
     rng = rng or np.random.RandomState(0)
@@ -400,7 +420,7 @@ def apgd(net, x, t, epsilon, bn_mode='batch', steps=APGD['steps'], restarts=APGD
 
     `loss`: 'margin', 'ce' or 'dlr' (targeted losses: apgd_t); `surrogate`: a network (or a
     tuple of them) whose gradients steer the attack (module doc); `only`: attack these images
-    only (independent images only), return the others unchanged."""
+    only (whole groups in 'batch' mode: unit), return the others unchanged."""
     if loss in TARGETED:
         raise ValueError('loss %r is targeted: use apgd_t' % loss)
     return _apgd_runs(net, x, t, epsilon, bn_mode, [None] * restarts, steps, loss, rng, group,
@@ -442,7 +462,7 @@ def apgd_t(net, x, t, epsilon, bn_mode='batch', steps=APGD_T['steps'],
         raise ValueError('apgd_t needs a targeted loss (%s), not %r' % (', '.join(TARGETED),
                                                                          loss))
     if epsilon == 0 or steps < 1:
-        _attacked(x, net, bn_mode, only)
+        _attacked(x, net, bn_mode, only, group)
         return x.copy()
     classes = target_classes(net, x, t, bn_mode, targets, group)
     runs = [target for target in classes for _ in range(restarts)]
@@ -473,18 +493,20 @@ def square(net, x, t, epsilon, bn_mode='batch', queries=SQUARE['queries'],
     Start from vertical stripes of +-epsilon; each query sets a random s x s window of the
     perturbation to a fresh +-epsilon per channel and keeps it where the margin
     z_y - max_{i != y} z_i falls. Every image gets its own window each query (one batched
-    forward pass); an image stops once misclassified. The first stripes count as one query.
+    forward pass); an image stops once misclassified (in 'batch' mode, a group once all its
+    images are). The first stripes count as one query.
     Each query's windows and values are drawn for the whole batch, so that, where images are
     independent, an image's result does not depend on the others; `only`: attack these
-    images only (independent images only), return the others unchanged.
+    images only (whole groups in 'batch' mode: unit), return the others unchanged.
     """
     xp = chainer.backend.get_array_module(x)
-    rows_attacked = _attacked(x, net, bn_mode, only)
+    rows_attacked = _attacked(x, net, bn_mode, only, group)
     if epsilon == 0 or queries < 1:
         return x.copy()
     rng = rng or np.random.RandomState(0)
     n, channels, height, width = x.shape
-    together = not independent(net, bn_mode)
+    size = unit(net, bn_mode, group, n)
+    together = size > 1
     chosen = xp.zeros(n, bool)
     chosen[rows_attacked] = True
     stripes = rng.choice([-epsilon, epsilon], size=(n, channels, 1, width)).astype(x.dtype)
@@ -497,7 +519,8 @@ def square(net, x, t, epsilon, bn_mode='batch', queries=SQUARE['queries'],
             break
         side = int(round(np.sqrt(square_fraction(i, queries, p_init) * height * width)))
         side = min(max(side, 1), height - 1)
-        pick = xp.arange(n) if together else xp.nonzero(active)[0]
+        # together: every image of a group with an active image (the others cannot change)
+        pick = xp.nonzero(whole_units(active, size))[0]
         m = len(pick)
         rows = xp.asarray(rng.randint(0, height - side + 1, size=n))[pick]
         cols = xp.asarray(rng.randint(0, width - side + 1, size=n))[pick]
@@ -510,17 +533,17 @@ def square(net, x, t, epsilon, bn_mode='batch', queries=SQUARE['queries'],
         values = xp.where(same[:, :, None, None], -values, values)
         trial = xp.where(window, values, old)
         if together:
-            trial = xp.where(_rows(active, x.shape), trial, old)
+            trial = xp.where(_rows(active[pick], trial.shape), trial, old)
         m_trial, f_trial = _margin_and_fooled(net, xp.clip(x[pick] + trial, 0, 255), t[pick],
                                               bn_mode, group)
         keep = (m_trial < margin[pick]) | f_trial
         if together:
-            keep &= active
+            keep &= active[pick]
         delta[pick] = xp.where(_rows(keep, trial.shape), trial, old)
         if together:
-            # the batch's statistics moved with every kept window: read every image again
-            margin, fooled = _margin_and_fooled(net, xp.clip(x + delta, 0, 255), t, bn_mode,
-                                                group)
+            # the groups' statistics moved with every kept window: read their images again
+            margin[pick], fooled[pick] = _margin_and_fooled(
+                net, xp.clip(x[pick] + delta[pick], 0, 255), t[pick], bn_mode, group)
         else:
             margin[pick] = xp.where(keep, m_trial, margin[pick])
             fooled[pick] = fooled[pick] | (keep & f_trial)

@@ -19,19 +19,21 @@ module records whether the victim still classifies the image correctly, and from
     zero gradient  the fraction of exactly-zero input-gradient entries on the clean images.
 
 The schedule (Croce & Hein 2020's AutoAttack): the columns run in the order of COLUMNS, the
-cheapest first. Where the victim's images are independent (attacks.independent: 'running'
-mode, or no Batch Renormalization), each attack after the thesis's FGSM runs only on the
-images still robust after the ones before it ('robust-only'): an image's verdict under an
-attack does not depend on which other images are attacked (attacks.py draws every random
-number for the whole batch), so the worst case is the one of running every attack on every
-image, at a fraction of the cost (exactly so with one BLAS thread; with several, the size of a
-batch changes the rounding of its products, and an image on the edge can come out otherwise:
-1 of 400 in the test's case); each column then reports the robust accuracy after it and
-every column before it (cumulative). In 'batch' mode an image's output depends on the other
-199 images of its batch, so leaving out the broken images would change the statistics the
-remaining ones are classified with: there every attack runs on every image ('every image'),
-and each column reports its own accuracy. The thesis's two FGSM columns always run on every
-image and report their own accuracy, exactly as Table 3.2 measured them.
+cheapest first, and each attack after the thesis's FGSM runs only on the images still robust
+after the ones before it ('robust-only'), so that the expensive attacks see only the few images
+the cheap ones leave. An image's verdict under an attack does not depend on which other images
+are attacked (attacks.py draws every random number for the whole batch), so the worst case is
+the one of running every attack on every image, at a fraction of the cost (exactly so with one
+BLAS thread; with several, the size of a batch changes the rounding of its products, and an
+image on the edge can come out otherwise: 1 of 400 in the test's case). Where images are
+independent (attacks.independent: 'running' mode, or no Batch Renormalization) the unit left
+out is an image. In 'batch' mode an image's output depends on the other 199 images of its
+batch, so leaving out broken images would change the statistics the remaining ones are
+classified with: there the unit is the batch of 200 ('robust-only, by batch'), attacked whole
+as long as one of its images is robust, and left out once none is. Each column then reports
+the robust accuracy after it and every column before it (cumulative). The thesis's two FGSM
+columns always run on every image and report their own accuracy, exactly as Table 3.2
+measured them.
 """
 import collections
 import hashlib
@@ -104,7 +106,7 @@ THESIS_COLUMNS = ('white_box_fgsm', 'black_box_fgsm')
 BUDGET_KEYWORD = {'target_restarts': 'restarts'}
 CLASSES = PROTOCOL['hidden'][-1]
 WORST = 'worst_case'
-ROBUST_ONLY, EVERY_IMAGE = 'robust-only', 'every image'
+ROBUST_ONLY, ROBUST_BATCHES = 'robust-only', 'robust-only, by batch'
 
 CHECKS = {
     'unbounded_max_percent': 10.0,   # worst case at epsilon = 255 (any image reachable)
@@ -256,9 +258,9 @@ class Evaluator:
     def correct(self, key, victim, victim_id, x, t, epsilon, bn_mode, scale=1, only=None):
         """Per image: the victim's prediction on the column's adversarial example is right.
 
-        `only` (robust-only schedule; images independent): attack these images only; the
-        others come back True (not broken by this column), to be read through the running
-        worst case. Per-image results are cached and completed, never recomputed."""
+        `only` (robust-only schedule; whole batches of 200 in 'batch' mode): attack these
+        images only; the others come back True (not broken by this column), to be read
+        through the running worst case. Per-image results are cached and completed, never recomputed."""
         column = self.columns[key]
         maker = victim if column.on == 'victim' else self.source
         budget = self.budget(key, scale)
@@ -270,8 +272,7 @@ class Evaluator:
                      'surrogate': column.surrogate, 'seed': self.seed, 'images': len(x),
                      'temperatures': TEMPERATURES if column.surrogate == 'tempered' else None,
                      'chunk': self.chunk, 'code': self.code}
-        partial = column.on == 'victim' and attacks.takes(column.attack, 'only') \
-            and attacks.independent(victim, bn_mode)
+        partial = column.on == 'victim' and attacks.takes(column.attack, 'only')
         wanted = np.ones(len(x), bool) if only is None or not partial \
             else np.asarray(only, bool)
         status = self.cache.get(cache_key)
@@ -371,35 +372,36 @@ def in_order(columns):
 
 
 def schedule_of(victim, bn_mode):
-    """ROBUST_ONLY where the victim's images are independent, else EVERY_IMAGE (module doc)."""
-    return ROBUST_ONLY if attacks.independent(victim, bn_mode) else EVERY_IMAGE
+    """ROBUST_ONLY where the victim's images are independent, else ROBUST_BATCHES (module
+    doc)."""
+    return ROBUST_ONLY if attacks.independent(victim, bn_mode) else ROBUST_BATCHES
 
 
-def tabulate(correct, columns, schedule):
+def tabulate(correct, columns):
     """(accuracy per column and worst case, worst per image, images each column broke that
-    the columns before it had not). A thesis column, and every column where every image is
-    attacked, reports its own accuracy; under ROBUST_ONLY the others report the robust
-    accuracy after them and every column before (their unattacked images read True)."""
+    the columns before it had not). A thesis column reports its own accuracy; the others the
+    robust accuracy after them and every column before (their unattacked images read True)."""
     worst = correct['clean'].copy()
     accuracy, broke = {'clean': percent(worst)}, {}
     for key in in_order(columns):
         broke[key] = int((worst & ~correct[key]).sum())
         worst = worst & correct[key]
-        accuracy[key] = percent(correct[key]) if (
-            key in THESIS_COLUMNS or schedule == EVERY_IMAGE) else percent(worst)
+        accuracy[key] = percent(correct[key] if key in THESIS_COLUMNS else worst)
     accuracy[WORST] = percent(worst)
     return accuracy, worst, broke
 
 
 def run_columns(evaluator, victim, victim_id, x, t, epsilon, bn_mode, columns, clean,
                 scale=1):
-    """Per column, per image: correct after the column's attack, run in COLUMNS' order; under
-    ROBUST_ONLY each column after the thesis's attacks only on the images every earlier column
-    left robust. `scale`: budgets times this (the convergence check)."""
+    """Per column, per image: correct after the column's attack, run in COLUMNS' order; each
+    column after the thesis's attacks only on the images (in 'batch' mode: the batches of 200)
+    that every earlier column left robust. `scale`: budgets times this (the convergence
+    check)."""
     schedule = schedule_of(victim, bn_mode)
+    size = 1 if schedule == ROBUST_ONLY else EVAL_BATCH
     correct, worst = {'clean': clean}, clean.copy()
     for key in in_order(columns):
-        only = worst if schedule == ROBUST_ONLY and key not in THESIS_COLUMNS else None
+        only = attacks.whole_units(worst, size) if key not in THESIS_COLUMNS else None
         correct[key] = evaluator.correct(key, victim, victim_id, x, t, epsilon, bn_mode,
                                          scale=scale, only=only)
         worst = worst & correct[key]
@@ -417,11 +419,10 @@ def evaluate_network(evaluator, victim, victim_id, x, t, bn_mode, epsilon, colum
     clean = score(victim, evaluator.device.send(x), evaluator.device.send(t), bn_mode)
     correct, schedule = run_columns(evaluator, victim, victim_id, x, t, epsilon, bn_mode,
                                     columns, clean)
-    accuracy, worst, broke = tabulate(correct, columns, schedule)
+    accuracy, worst, broke = tabulate(correct, columns)
     for key in columns:
         log('    %-15s eps %3d: %6.2f %%%s' % (key, epsilon, accuracy[key], (
-            ' (cumulative; broke %d)' % broke[key]) if schedule == ROBUST_ONLY
-            and key not in THESIS_COLUMNS else ''))
+            ' (cumulative; broke %d)' % broke[key]) if key not in THESIS_COLUMNS else ''))
     log('    %-15s eps %3d: %6.2f %%' % (WORST, epsilon, accuracy[WORST]))
     seconds['main'], begun = time.time() - begun, time.time()
 
@@ -435,7 +436,7 @@ def evaluate_network(evaluator, victim, victim_id, x, t, bn_mode, epsilon, colum
         else:
             here, _ = run_columns(evaluator, victim, victim_id, xs, ts, eps, bn_mode, columns,
                                   clean[:n_sub])
-        rows[eps], _, _ = tabulate(here, columns, schedule)
+        rows[eps], _, _ = tabulate(here, columns)
         log('    curve eps %3d: worst %6.2f %%, FGSM %6.2f %%' % (
             eps, rows[eps][WORST], rows[eps].get('white_box_fgsm', float('nan'))))
     for key in curve:
@@ -453,7 +454,7 @@ def evaluate_network(evaluator, victim, victim_id, x, t, bn_mode, epsilon, colum
         else:
             here, _ = run_columns(evaluator, victim, victim_id, xs, ts, eps, bn_mode, columns,
                                   clean[:n_sub], scale=2)
-            doubled_row, _, _ = tabulate(here, columns, schedule)
+            doubled_row, _, _ = tabulate(here, columns)
             by_epsilon.append({'epsilon': eps, 'worst_case': base,
                                'worst_case_doubled': doubled_row[WORST],
                                'change_points': round(doubled_row[WORST] - base, 2),
@@ -483,7 +484,7 @@ def evaluate_network(evaluator, victim, victim_id, x, t, bn_mode, epsilon, colum
     seconds['zero_gradient'] = time.time() - begun
     result = {
         'accuracy': accuracy,
-        # ROBUST_ONLY: columns past the thesis's report cumulative accuracy (module doc)
+        # columns past the thesis's report cumulative accuracy (module doc)
         'schedule': schedule,
         'broken_by': broke,
         'curve': {'epsilons': list(curve_epsilons), 'images': n_sub, 'accuracy': curve},

@@ -147,9 +147,8 @@ def markdown(document):
             else:
                 unbounded = '—'
             conv = result['convergence']
-            cumulative = result.get('schedule') == robustness.ROBUST_ONLY
             cells = [label, _cell(acc['clean'])] + [
-                _cell(acc.get(c)) + (' ᶜ' if cumulative and c not in robustness.THESIS_COLUMNS
+                _cell(acc.get(c)) + (' ᶜ' if c not in robustness.THESIS_COLUMNS
                                      and c in acc else '') for c in columns] + [
                 '**%s**' % _cell(acc['worst_case']), unbounded,
                 '%s (%+.2f)' % ('yes' if conv['converged'] else '**did not converge**',
@@ -158,7 +157,8 @@ def markdown(document):
                 '%.2f' % result['zero_gradient_percent']['squared_distance']]
             lines.append('| ' + ' | '.join(cells) + ' |')
         lines += ['', 'ᶜ cumulative: robust accuracy after this attack and every column before '
-                  'it (robust-only schedule, images independent).', '',
+                  'it (the robust-only schedule: each attack runs on the images still robust; '
+                  "in 'batch' mode, on the batches of 200 with an image still robust).", '',
                   'Checks (curve and convergence on the first %d images):' % min(
                       settings['subset'], settings['test_images']), '']
         for label, record in networks.items():

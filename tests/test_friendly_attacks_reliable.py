@@ -401,50 +401,59 @@ COLUMNS_SMALL = list(robustness.COLUMNS)
 BUDGETS_SMALL = {'steps': 6, 'restarts': 2, 'targets': 2, 'target_restarts': 1, 'queries': 40}
 
 
-@pytest.mark.parametrize('name', ['S', 'RS'])
-def test_robust_only_schedule_gives_the_worst_case_of_every_attack_on_every_image(name):
+@pytest.mark.parametrize('name, mode', [('S', 'running'), ('RS', 'running'), ('RS', 'batch')])
+def test_robust_only_schedule_gives_the_worst_case_of_every_attack_on_every_image(name, mode):
     """In a child with one BLAS thread: with several, a batch's size changes the rounding of
     its products, so an image on the edge can come out otherwise when fewer images are
-    attacked together (1 of 400 here with two threads)."""
+    attacked together (1 of 400 here with two threads). In 'batch' mode the unit left out is
+    a batch of 200: the third batch, every label wrong, is never attacked."""
     one_thread = dict(os.environ, OMP_NUM_THREADS='1', OPENBLAS_NUM_THREADS='1',
                       MKL_NUM_THREADS='1')
     done = subprocess.run([sys.executable, '-c', 'import sys; sys.path.insert(0, %r); '
                            'import runkit.chainer_compat; '   # as conftest.py, before Chainer
                            'import test_friendly_attacks_reliable as t; '
-                           't.robust_only_equals_every_image(%r)' % (TESTS, name)],
+                           't.robust_only_equals_every_image(%r, %r)' % (TESTS, name, mode)],
                           env=one_thread, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-def robust_only_equals_every_image(name):
+def robust_only_equals_every_image(name, mode):
     victim, source = random_network(name, 5), random_network('S', 6)
-    x = synthetic_images(400, 7)
-    t = predicted(victim, x).astype(np.int32)
+    x = synthetic_images(600, 7)
+    t = predicted(victim, x, mode).astype(np.int32)
     t[::10] = (t[::10] + 1) % 10          # a few misclassified clean images too
-    mode = 'running'
-    assert robustness.schedule_of(victim, mode) == robustness.ROBUST_ONLY
+    t[400:] = (t[400:] + 1) % 10          # and a whole batch of them
+    assert robustness.schedule_of(victim, 'running') == robustness.ROBUST_ONLY
     assert robustness.schedule_of(victim, 'batch') == (
-        robustness.ROBUST_ONLY if name == 'S' else robustness.EVERY_IMAGE)
+        robustness.ROBUST_ONLY if name == 'S' else robustness.ROBUST_BATCHES)
     clean = robustness.score(victim, x, t, mode)
-    eps = 4   # tempered surrogates break every image of these saturated networks from eps 8
+    # tempered surrogates break every image of these saturated networks from eps 8 (from 4
+    # with batch statistics)
+    eps = 1 if mode == 'batch' else 4
     scheduled = robustness.Evaluator(source, CPU, BUDGETS_SMALL, chunk=200, log=lambda _: None)
     correct, schedule = robustness.run_columns(scheduled, victim, name, x, t, eps, mode,
                                                COLUMNS_SMALL, clean)
-    assert schedule == robustness.ROBUST_ONLY
-    _, worst, broke = robustness.tabulate(correct, COLUMNS_SMALL, schedule)
+    assert schedule == robustness.schedule_of(victim, mode)
+    unit = 1 if schedule == robustness.ROBUST_ONLY else robustness.EVAL_BATCH
+    _, worst, broke = robustness.tabulate(correct, COLUMNS_SMALL)
     everything = robustness.Evaluator(source, CPU, BUDGETS_SMALL, chunk=200,
                                       log=lambda _: None)
     full = {'clean': clean}
     for key in COLUMNS_SMALL:
         full[key] = everything.correct(key, victim, name, x, t, eps, mode)
     _, full_worst = robustness.summarise(full, COLUMNS_SMALL)
-    assert 0.1 < worst.mean() < clean.mean() - 0.1     # some images break, some do not
+    assert 0.1 < worst[:400].mean() < clean[:400].mean() - 0.1   # some break, some do not
     assert np.array_equal(worst, full_worst)
     # and each attack's verdict on an image it was run on is the one of the full run
     running = clean.copy()
     for key in robustness.in_order(COLUMNS_SMALL):
-        attacked = running if key not in robustness.THESIS_COLUMNS else np.ones_like(running)
+        attacked = attacks.whole_units(running, unit) \
+            if key not in robustness.THESIS_COLUMNS else np.ones_like(running)
         assert np.array_equal(correct[key][attacked], full[key][attacked]), key
+        if robustness.COLUMNS[key].on == 'victim' and key not in robustness.THESIS_COLUMNS:
+            # the batch of wrong labels is never attacked (examples made on the source are
+            # made for every image, as every victim is shown them)
+            assert correct[key][400:].all() and not full[key][400:].any(), key
         running = running & full[key]
     assert sum(broke.values()) == int(clean.sum() - worst.sum())
 
@@ -536,8 +545,46 @@ def test_only_attacks_the_images_it_marks(key):
     whole = run(net, x, t, 20, 'running', rng=np.random.RandomState(1), **options)
     assert np.array_equal(predicted(net, adv)[only], predicted(net, whole)[only])
     rs = random_network('RS', 11)
-    with pytest.raises(ValueError, match='independent'):
+    with pytest.raises(ValueError, match='whole groups of 200'):
         run(rs, x, t, 20, 'batch', rng=np.random.RandomState(1), only=only, **options)
+
+
+@pytest.mark.parametrize('key', ['apgd_t', 'square'])
+def test_in_batch_mode_only_attacks_whole_groups_and_leaves_the_others_alone(key):
+    """In 'batch' mode `only` marks whole groups; an attacked group comes out as when every
+    group is attacked (each keeps its own statistics, the random numbers are drawn for all;
+    compared by prediction, as BLAS may round a product of 200 rows otherwise than of 400)."""
+    net = random_network('RS', 11)
+    x = synthetic_images(400, 12)
+    t = predicted(net, x, 'batch').astype(np.int32)
+    only = np.arange(400) < 200
+    options = {'apgd_t': {'steps': 5, 'targets': 2}, 'square': {'queries': 30}}[key]
+    run = attacks.ATTACKS[key]
+    adv = run(net, x, t, 20, 'batch', rng=np.random.RandomState(1), group=200, only=only,
+              **options)
+    check_contract(adv, x, 20)
+    assert np.array_equal(adv[200:], x[200:])
+    whole = run(net, x, t, 20, 'batch', rng=np.random.RandomState(1), group=200, **options)
+    assert np.array_equal(predicted(net, adv[:200], 'batch'), predicted(net, whole[:200], 'batch'))
+    with pytest.raises(ValueError, match='whole groups of 200'):
+        run(net, x, t, 20, 'batch', rng=np.random.RandomState(1), group=200,
+            only=np.arange(400) < 100, **options)
+
+
+def test_square_in_batch_mode_leaves_a_fooled_group_and_the_others_come_out_the_same():
+    """A group whose images are all misclassified from the start is not queried again, and
+    the other group's result is the one it gets beside a group that is still attacked."""
+    net = random_network('RS', 11)
+    x = synthetic_images(400, 12)
+    t = predicted(net, x, 'batch').astype(np.int32)
+    fooled = t.copy()
+    fooled[200:] = (fooled[200:] + 1) % 10          # the second group: every label wrong
+    options = dict(queries=30, rng=np.random.RandomState(1), group=200)
+    beside_attacked = attacks.square(net, x, t, 20, 'batch', **options)
+    options['rng'] = np.random.RandomState(1)
+    beside_fooled = attacks.square(net, x, fooled, 20, 'batch', **options)
+    assert np.array_equal(beside_fooled[:200], beside_attacked[:200])
+    assert not np.array_equal(beside_attacked[200:], x[200:])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import time
 
 from friendly import attacks, mnist, robustness, weights
 from friendly.benchmarks import benchmarking
-from friendly.defaults import APGD, NETWORKS, PROTOCOL, SOURCE, SQUARE
+from friendly.defaults import NETWORKS, PROTOCOL, SOURCE, SQUARE
 from friendly.robustness_record import CURVE_EPSILONS
 from runkit.cli import Parser, UserError, positive_int, run_main
 from runkit.devices import get_device
@@ -111,9 +111,9 @@ def main():
 
 def evaluation(args, device, source, source_entry, x, t):
     """Time robustness.evaluate_network per network and mode; extrapolate to the default."""
-    budgets = {'steps': APGD['steps'], 'restarts': APGD['restarts'],
-               'queries': args.queries}
-    evaluator = robustness.Evaluator(source, device, budgets, source_id=source_entry['sha256'],
+    # the default evaluation's budgets (defaults.EVALUATION), but for Square's queries
+    evaluator = robustness.Evaluator(source, device, {'queries': args.queries},
+                                     source_id=source_entry['sha256'],
                                      log=lambda line: None)
     columns = list(robustness.COLUMNS)
     n = len(x)
