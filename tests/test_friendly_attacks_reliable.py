@@ -4,6 +4,7 @@ network whose float32 sigmoid gradient is exactly zero, the robust-only schedule
 every attack on every image, the integer-pixel contract, and budgets by name only. Constructed
 networks only (no MNIST, no training): fast and deterministic."""
 import os
+import re
 import subprocess
 import sys
 
@@ -617,3 +618,25 @@ def test_budgets_live_in_the_defaults_and_the_evaluator_rejects_unknown_ones():
         for name in column.budget:
             assert robustness.BUDGET_KEYWORD.get(name, name) in \
                 inspect.signature(run).parameters, (key, name)
+
+
+def test_bench_attacks_reports_the_seconds_of_every_attack(monkeypatch):
+    """The benchmark's evaluation (budgets made tiny): a row per network and mode, and every
+    attack's seconds."""
+    from argparse import Namespace
+    from friendly import weights
+    from friendly.benchmarks import bench_attacks
+    monkeypatch.setattr(robustness, 'EVALUATION', dict(BUDGETS_SMALL))
+    monkeypatch.setattr(bench_attacks, 'CURVE_EPSILONS', (0, 10, 255))
+    monkeypatch.setattr(weights, 'load_stored',
+                        lambda *_: (random_network('S', 5), {'sha256': 'victim'}))
+    x = synthetic_images(200, 13)
+    t = predicted(random_network('S', 5), x).astype(np.int32)
+    lines = bench_attacks.evaluation(Namespace(networks=['S'], queries=20, store='store',
+                                               protocol='thesis'),
+                                     CPU, random_network('S', 6), {'sha256': 'source'}, x, t)
+    assert any(line.startswith('| S | both | ') for line in lines)
+    timed = next(line for line in lines if line.startswith('- S, both: '))
+    for key in robustness.COLUMNS:
+        assert re.search(r'\b%s [\d.]+' % key, timed), key
+    assert any('target 30 min: ratio' in line for line in lines)

@@ -130,7 +130,7 @@ def evaluation(args, device, source, source_entry, x, t):
                                                 subset, scale_main, scale_subset), '',
              '| network | mode | main | curve | convergence | zero gradient | measured total '
              '| extrapolated |', '|---|---|---|---|---|---|---|---|']
-    measured, estimates = {}, []
+    measured, estimates, per_attack = {}, [], []
     for name in args.networks:
         net, entry = weights.load_stored(args.store, name, NETWORKS[name].seed, args.protocol,
                                           device)
@@ -151,6 +151,11 @@ def evaluation(args, device, source, source_entry, x, t):
                 name, mode if len(modes) > 1 else 'both', phase['main'], phase['curve'],
                 phase['convergence'], phase['zero_gradient'], total, full))
             print(lines[-1], flush=True)
+            per_attack.append('- %s, %s: %s' % (name, mode if len(modes) > 1 else 'both', ', '.join(
+                '%s %.1f' % kv for kv in sorted(result['seconds_by_column'].items(),
+                                                key=lambda kv: -kv[1]))))
+    lines += ['', 'Measured seconds per attack (main table, curve and convergence together), '
+              'the costliest first:', ''] + per_attack
     total = sum(v[0] for v in measured.values())
     notes = []
     for name in estimates:
