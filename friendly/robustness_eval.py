@@ -34,8 +34,8 @@ import time
 from friendly import mnist, robustness, robustness_record, weights
 from friendly.defaults import EVALUATION, NETWORKS, PROTOCOL, SOURCE, VICTIMS
 from friendly.networks import BN_MODES
-from runkit.cli import (Parser, UserError, name_value_pairs, non_negative_int, positive_int,
-                        run_main)
+from runkit.cli import (Parser, UserError, ending_pool, name_value_pairs, non_negative_int,
+                        positive_int, run_main, worker_signals)
 from runkit.devices import get_device
 from runkit.provenance import atomic_write, make_folder, provenance, write_json, write_text
 from runkit.runs import runs_root
@@ -90,6 +90,9 @@ def main():
     parser.add_argument('--seed', type=int, default=0, help='seed of every random start')
     parser.add_argument('--chunk', type=positive_int, default=1000,
                         help='images per attack call (a multiple of 200)')
+    parser.add_argument('--jobs', type=positive_int, default=1,
+                        help='networks (and test modes) evaluated at once, each in its own '
+                             'process sharing the cache')
     parser.add_argument('--device', default='@numpy', help="'@numpy' or '@cupy:0'")
     parser.add_argument('--out', default=os.path.join(runs_root('friendly'), 'robustness'),
                         help='output folder (default runs/friendly/robustness)')
@@ -104,27 +107,25 @@ def main():
         raise UserError('--chunk must be a multiple of %d' % robustness.EVAL_BATCH)
     columns = robustness.in_order(list(robustness.THESIS_COLUMNS) + args.attacks)
     epsilons = sorted(set(args.epsilons) | {args.epsilon})
-    seeds = name_value_pairs(args.seed_for, '--seed-for', VICTIMS, value='SEED')
+    name_value_pairs(args.seed_for, '--seed-for', VICTIMS, value='SEED')   # one line if bad
     device = get_device(args.device)
     for folder in [args.out] + ([args.results] if args.results else []):
         make_folder(folder)   # a one-line error now, not after the attacks
     started = time.time()
-
-    source, source_entry = weights.load_stored(args.store, SOURCE, NETWORKS[SOURCE].seed,
-                                               args.protocol, device)
-    if source is None:
-        raise UserError('the black-box source (%s, seed %d, protocol %s) is not in %s yet'
-                        % (SOURCE, NETWORKS[SOURCE].seed, args.protocol, args.store))
-    x_all, t_all = mnist.test_set(args.test_subset, args.mnist_dir)
-    budgets = {'steps': args.steps, 'restarts': args.restarts, 'targets': args.targets,
-               'target_restarts': args.target_restarts, 'queries': args.queries}
-    cache = robustness.Cache(None if args.no_cache else os.path.join(args.out, 'cache'))
-    evaluator = robustness.Evaluator(source, device, budgets, args.seed, cache, args.chunk,
-                                     source_id=source_entry['sha256'],
-                                     log=lambda line: print(line, flush=True))
-    networks, skipped = robustness_record.evaluate_store(
-        evaluator, args.store, args.protocol, args.networks, seeds, x_all, t_all, args.bn_modes,
-        args.epsilon, columns, epsilons, args.subset, args.pd_subset)
+    source_entry = load_source(args, device)[1]   # a missing source is one line, before any work
+    x_all, _ = mnist.test_set(args.test_subset, args.mnist_dir)
+    budgets = budgets_of(args)
+    parts = robustness_record.parts(args.networks, args.bn_modes, args.jobs)
+    if len(parts) > 1:
+        # a fresh interpreter per worker (spawn): safe with CUDA
+        with ending_pool(min(args.jobs, len(parts)), worker_signals, 'spawn') as pool:
+            done = pool.map(evaluate_part, [(args, names, modes) for names, modes in parts],
+                            chunksize=1)
+    else:
+        done = [evaluate_part((args, args.networks, args.bn_modes))]
+    networks, skipped = robustness_record.merge([d[:2] for d in done], args.networks,
+                                                args.bn_modes)
+    hits, misses = sum(d[2] for d in done), sum(d[3] for d in done)
     if not networks:
         raise UserError('no victim of %s is in %s' % (', '.join(args.networks), args.store))
 
@@ -137,7 +138,7 @@ def main():
                               'sha256': source_entry['sha256']},
                       epsilons=epsilons, budgets=budgets, attack_seed=args.seed,
                       wall_time_s=round(time.time() - started, 1),
-                      cached_results_read=cache.hits, results_computed=cache.misses)
+                      cached_results_read=hits, results_computed=misses)
     document = robustness_record.document(settings, networks, skipped, prov)
     text = robustness_record.markdown(document)
     print('\n' + text)
@@ -152,6 +153,40 @@ def main():
                          lambda tmp, p=source_path: shutil.copyfile(p, tmp))
     print('wrote %s' % ', '.join(os.path.join(f, n) for f in folders
                                  for n in robustness_record.FILES))
+
+
+def load_source(args, device):
+    """(the black-box source network, its store entry); a one-line error if it is missing."""
+    source, entry = weights.load_stored(args.store, SOURCE, NETWORKS[SOURCE].seed,
+                                        args.protocol, device)
+    if source is None:
+        raise UserError('the black-box source (%s, seed %d, protocol %s) is not in %s yet'
+                        % (SOURCE, NETWORKS[SOURCE].seed, args.protocol, args.store))
+    return source, entry
+
+
+def budgets_of(args):
+    return {'steps': args.steps, 'restarts': args.restarts, 'targets': args.targets,
+            'target_restarts': args.target_restarts, 'queries': args.queries}
+
+
+def evaluate_part(job):
+    """(networks, skipped, cache hits, cache misses) of robustness_record.evaluate_store for
+    some victims and test modes: the whole evaluation, or one worker's part of it."""
+    args, names, modes = job
+    device = get_device(args.device)
+    source, source_entry = load_source(args, device)
+    x_all, t_all = mnist.test_set(args.test_subset, args.mnist_dir)
+    cache = robustness.Cache(None if args.no_cache else os.path.join(args.out, 'cache'))
+    evaluator = robustness.Evaluator(source, device, budgets_of(args), args.seed, cache,
+                                     args.chunk, source_id=source_entry['sha256'],
+                                     log=lambda line: print(line, flush=True))
+    networks, skipped = robustness_record.evaluate_store(
+        evaluator, args.store, args.protocol, names, name_value_pairs(
+            args.seed_for, '--seed-for', VICTIMS, value='SEED'), x_all, t_all, modes,
+        args.epsilon, robustness.in_order(list(robustness.THESIS_COLUMNS) + args.attacks),
+        sorted(set(args.epsilons) | {args.epsilon}), args.subset, args.pd_subset)
+    return networks, skipped, cache.hits, cache.misses
 
 
 if __name__ == '__main__':

@@ -64,6 +64,34 @@ def evaluate_store(evaluator, store, protocol, names, seeds, x_all, t_all, bn_mo
     return networks, skipped
 
 
+def parts(names, bn_modes, jobs):
+    """How `jobs` processes share the evaluation: [(victims, test modes)] to hand out, the
+    dearest first ('batch' mode of a network with Batch Renormalization: there a batch of 200
+    is attacked as long as one of its images is robust). One part when jobs is 1; else a part
+    per network, and per test mode of one with Batch Renormalization (without it, a network
+    is evaluated once for every mode: evaluate_store)."""
+    if jobs == 1:
+        return [(list(names), list(bn_modes))]
+    split = [([n], [m]) for n in names if NETWORKS[n].batch_renorm for m in bn_modes]
+    whole = [([n], list(bn_modes)) for n in names if not NETWORKS[n].batch_renorm]
+    return sorted(split, key=lambda p: p[1] != ['batch']) + whole
+
+
+def merge(done, names, bn_modes):
+    """The (networks, skipped) of evaluate_store over the parts, as one call over all of them
+    would have returned them: networks in the order of `names`, modes in that of `bn_modes`."""
+    networks, skipped = {}, {}
+    for part_networks, part_skipped in done:
+        skipped.update(part_skipped)
+        for label, record in part_networks.items():
+            networks.setdefault(label, dict(record, modes={}))['modes'].update(record['modes'])
+    for record in networks.values():
+        record['modes'] = {m: record['modes'][m] for m in bn_modes if m in record['modes']}
+    order = sorted(networks, key=lambda label: names.index(networks[label]['network']))
+    return ({label: networks[label] for label in order},
+            {name: skipped[name] for name in names if name in skipped})
+
+
 def document(settings, networks, skipped, prov):
     """robustness.json: the settings, the columns run, every network's record, provenance."""
     return {'about': 'Robustness beyond the thesis: reliable attacks beside the thesis\'s '

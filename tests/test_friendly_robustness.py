@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from friendly import attacks, mnist, robustness, training, weights
+from friendly import attacks, mnist, robustness, robustness_record, training, weights
 from friendly.defaults import LINEAR3, Network
 from friendly.networks import FCNet, build_network
 from thesis_reference import fgsm_accuracy
@@ -417,6 +417,40 @@ def test_robustness_eval_end_to_end(tmp_path, mnist_folder):
     assert again.returncode == 0, again.stderr
     rerun = json.loads((results / 'robustness.json').read_text())['networks']['S']['modes']
     assert rerun['batch']['accuracy'] == acc
+
+
+def test_robustness_eval_with_jobs_is_the_one_process_record(tmp_path, mnist_folder):
+    """--jobs 2 hands out RS per test mode and S whole, the dearest first, and the record it
+    assembles holds the numbers of one process (no cache shared between the two runs)."""
+    assert robustness_record.parts(['S', 'RS'], ['batch', 'running'], 2) == [
+        (['RS'], ['batch']), (['RS'], ['running']), (['S'], ['batch', 'running'])]
+    assert robustness_record.parts(['S', 'RS'], ['batch'], 1) == [(['S', 'RS'], ['batch'])]
+    store = tmp_path / 'store'
+    for name in ('S', 'RS', 'source'):
+        settings = training.settings_for(name, epochs=1, train_subset=600)
+        out = str(tmp_path / name)
+        weights.export(out, training.train(settings, out, progress=False,
+                                           mnist_dir=mnist_folder), store=str(store))
+    args = ['friendly/robustness_eval.py', '--store', str(store), '--protocol',
+            settings['protocol'], '--test-subset', '400', '--subset', '200', '--epsilons', '0',
+            '10', '255', '--steps', '4', '--targets', '2', '--queries', '30',
+            '--networks', 'S', 'RS', 'A', '--mnist-dir', mnist_folder]
+    records = []
+    for jobs in ('1', '2'):
+        done = run(args + ['--jobs', jobs, '--out', str(tmp_path / ('out' + jobs))])
+        assert done.returncode == 0, done.stderr
+        records.append(json.loads((tmp_path / ('out' + jobs) / 'robustness.json').read_text()))
+    one, two = records
+    assert list(two['networks']) == list(one['networks']) == ['S', 'RS']
+    assert two['skipped'] == one['skipped'] and 'A' in one['skipped']
+    for label in one['networks']:
+        modes = one['networks'][label]['modes']
+        assert list(two['networks'][label]['modes']) == list(modes) == ['batch', 'running']
+        for mode, result in modes.items():
+            other = two['networks'][label]['modes'][mode]
+            for key in ('accuracy', 'curve', 'convergence', 'broken_by', 'same_as'):
+                assert other[key] == result[key], (label, mode, key)
+    assert two['provenance']['results_computed'] == one['provenance']['results_computed']
 
 
 @pytest.mark.parametrize('args, message', [
