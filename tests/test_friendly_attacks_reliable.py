@@ -640,3 +640,9 @@ def test_bench_attacks_reports_the_seconds_of_every_attack(monkeypatch):
     for key in robustness.COLUMNS:
         assert re.search(r'\b%s [\d.]+' % key, timed), key
     assert any('target 30 min: ratio' in line for line in lines)
+    assert any(line.startswith('With `robustness_eval.py --jobs 2`') for line in lines)
+    # parts in robustness_eval's order (the 'batch' modes first), each to the first free worker
+    measured = {('RS', 'batch'): (100, True), ('RS', 'running'): (30, True),
+                ('S', 'batch'): (50, False), ('A', 'batch'): (80, True),
+                ('A', 'running'): (20, True)}
+    assert bench_attacks.two_jobs_seconds(measured, ['S', 'RS', 'A']) == 160

@@ -20,7 +20,7 @@ import argparse
 import os
 import time
 
-from friendly import attacks, mnist, robustness, weights
+from friendly import attacks, mnist, robustness, robustness_record, weights
 from friendly.benchmarks import benchmarking
 from friendly.defaults import NETWORKS, PROTOCOL, SOURCE, SQUARE
 from friendly.robustness_record import CURVE_EPSILONS
@@ -176,9 +176,24 @@ def evaluation(args, device, source, source_entry, x, t):
                                                                  'a' if has_bn else 'no'))
     lines += ['', 'Extrapolated default evaluation: **%.0f s (%.1f min)**, target 30 min: '
               'ratio %.2f.' % (total, total / 60, total / EVALUATION_TARGET_S), '']
+    if measured:
+        two = two_jobs_seconds(measured, args.networks)
+        lines += ['With `robustness_eval.py --jobs 2` (the measured networks handed out as it '
+                  'hands them out, each part to the first free worker): about %.0f s '
+                  '(%.1f min), ratio %.2f.' % (two, two / 60, two / EVALUATION_TARGET_S), '']
     if notes:
         lines += ['- ' + note for note in notes] + ['']
     return lines
+
+
+def two_jobs_seconds(measured, names):
+    """Wall time of the measured evaluation run as `robustness_eval.py --jobs 2` runs it: its
+    parts (robustness_record.parts) in order, each to the worker that is free first."""
+    workers = [0.0, 0.0]
+    for (name,), modes in robustness_record.parts(names, ['batch', 'running'], 2):
+        seconds = sum(measured.get((name, m), (0,))[0] for m in modes)
+        workers[workers.index(min(workers))] += seconds
+    return max(workers)
 
 
 if __name__ == '__main__':
