@@ -103,8 +103,8 @@ def main():
     for name, network_logs in logs.items():
         tables.plot_elastic_scales(network_logs, os.path.join(out, '%s_scales.png' % name))
     write_json(os.path.join(out, 'tables.json'),
-               {'networks': table, 'thesis': THESIS_RESULTS, 'note': note, 'beside': request.beside,
-                'provenance': prov})
+               {'networks': table, 'thesis': THESIS_RESULTS, 'note': note,
+                'beside': request.beside, 'provenance': prov})
     write_text(os.path.join(out, 'tables.md'), text)
     print('wrote %s/tables.md and tables.json' % out)
 

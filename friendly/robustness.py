@@ -260,7 +260,8 @@ class Evaluator:
 
         `only` (robust-only schedule; whole batches of 200 in 'batch' mode): attack these
         images only; the others come back True (not broken by this column), to be read
-        through the running worst case. Per-image results are cached and completed, never recomputed."""
+        through the running worst case. Per-image results are cached and completed, never
+        recomputed."""
         column = self.columns[key]
         maker = victim if column.on == 'victim' else self.source
         budget = self.budget(key, scale)

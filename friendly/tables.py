@@ -432,8 +432,8 @@ def beside_markdown(table, beside, head):
     lines = ['', '## Beside: the networks of `%s` (beyond the thesis)' % beside['file'], '',
              'Made by `%s` at commit `%s`, on %s; its note: %s' % (
                  beside['command'], beside['commit'], beside['device'], beside['note']), '',
-             'Its mean ± sample standard deviation [min–max] over its seeds, and in brackets its '
-             'mean minus the mean of the table above.', '', head,
+             'Its mean ± sample standard deviation [min–max] over its seeds, and in brackets '
+             'its mean minus the mean of the table above.', '', head,
              '| protocol | ' + ' | '.join(theirs[n]['protocol'] if n in theirs else '—'
                                         for n in names) + ' |',
              '| seeds | ' + ' | '.join(', '.join(map(str, theirs[n]['seeds'])) if n in theirs

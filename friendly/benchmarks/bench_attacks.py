@@ -151,9 +151,9 @@ def evaluation(args, device, source, source_entry, x, t):
                 name, mode if len(modes) > 1 else 'both', phase['main'], phase['curve'],
                 phase['convergence'], phase['zero_gradient'], total, full))
             print(lines[-1], flush=True)
-            per_attack.append('- %s, %s: %s' % (name, mode if len(modes) > 1 else 'both', ', '.join(
-                '%s %.1f' % kv for kv in sorted(result['seconds_by_column'].items(),
-                                                key=lambda kv: -kv[1]))))
+            costliest = sorted(result['seconds_by_column'].items(), key=lambda kv: -kv[1])
+            per_attack.append('- %s, %s: %s' % (name, mode if len(modes) > 1 else 'both',
+                                                ', '.join('%s %.1f' % kv for kv in costliest)))
     lines += ['', 'Measured seconds per attack (main table, curve and convergence together), '
               'the costliest first:', ''] + per_attack
     total = sum(v[0] for v in measured.values())
