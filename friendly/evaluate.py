@@ -4,7 +4,10 @@
     python friendly/evaluate.py --jobs 2                   # train what is missing (hours on a CPU)
     python friendly/evaluate.py --quick --jobs 2           # reduced protocol, minutes, labelled
     python friendly/evaluate.py --jobs 2 --results results \
-        --recorded results/pd-h100-e20/tables.json:PD     # the record in results/
+        --recorded results/pd-h100-e20/tables.json:PD \
+        --beside results/tables-cuda/tables.json           # the record in results/
+    python friendly/evaluate.py --arithmetic cuda --results results/tables-cuda
+                                                          # the same trained as the thesis's GPU
 
 Each network comes from the committed weights (results/weights/friendly, checksums verified),
 else from a finished run under runs/friendly/<protocol>/ with identical settings, else it is

@@ -206,21 +206,43 @@ def test_evaluate_quick(env, tmp_path):
 
 
 @covers('python friendly/evaluate.py --jobs 2 --results results --recorded '
-        'results/pd-h100-e20/tables.json:PD')
+        'results/pd-h100-e20/tables.json:PD --beside results/tables-cuda/tables.json')
 def test_evaluate_record(env, tmp_path):
-    """The record's command, in a scratch folder holding the recorded PD column (so `results`
-    is not the repository's), with `--networks S --seeds 1 --test-subset 200` (the whole
-    record is --from-weights' work, above): the tables with the recorded PD column."""
+    """The record's command, in a scratch folder holding the recorded PD column and the
+    CUDA-arithmetic table (so `results` is not the repository's), with `--networks S --seeds 1
+    --test-subset 200` (the whole record is --from-weights' work, above): the tables with the
+    recorded PD column and the CUDA-arithmetic table beside."""
     scratch = tmp_path / 'scratch'
-    (scratch / 'results' / 'pd-h100-e20').mkdir(parents=True)
-    shutil.copy(os.path.join(ROOT, 'results', 'pd-h100-e20', 'tables.json'),
-                scratch / 'results' / 'pd-h100-e20')
+    for record in ('pd-h100-e20', 'tables-cuda'):
+        (scratch / 'results' / record).mkdir(parents=True)
+        shutil.copy(os.path.join(ROOT, 'results', record, 'tables.json'),
+                    scratch / 'results' / record)
     os.symlink(os.path.join(ROOT, 'friendly'), scratch / 'friendly')
     status, out, err = run(COMMAND_OF['test_evaluate_record'], env, '--networks', 'S',
                            '--seeds', '1', '--test-subset', '200', cwd=str(scratch))
     assert status == 0, err
     text = (scratch / 'results' / 'tables.md').read_text()
     assert '**PD** is a recorded measurement' in text and '| | S | PD |' in text
+    assert '## Beside: the networks of `results/tables-cuda/tables.json`' in text
+    assert '| protocol | thesis-cuda | — |' in text
+
+
+@covers('python friendly/evaluate.py --arithmetic cuda --from-weights --results '
+        'results/tables-cuda')
+def test_evaluate_cuda_record(env, tmp_path):
+    """The CUDA-arithmetic record's command, in a scratch folder holding a copy of its weights
+    store, with `--networks S --seeds 1 --test-subset 200`: the networks come from that store
+    (checksums first), nothing is trained, and the tables say the arithmetic."""
+    scratch = tmp_path / 'scratch'
+    store = os.path.join('results', 'tables-cuda', 'weights', 'friendly')
+    shutil.copytree(os.path.join(ROOT, store), scratch / store)
+    os.symlink(os.path.join(ROOT, 'friendly'), scratch / 'friendly')
+    status, out, err = run(COMMAND_OF['test_evaluate_cuda_record'], env, '--networks', 'S',
+                           '--seeds', '1', '--test-subset', '200', cwd=str(scratch))
+    assert status == 0, err
+    assert 'at once' not in out      # nothing trained
+    text = (scratch / 'results' / 'tables-cuda' / 'tables.md').read_text()
+    assert '**Protocol: thesis-cuda.**' in text and "as Chainer's CUDA kernel computes it" in text
 
 
 @covers('python friendly/benchmarks/bench.py')
