@@ -6,7 +6,7 @@
     python friendly/evaluate.py --jobs 2 --results results \
         --recorded results/pd-h100-e20/tables.json:PD \
         --beside results/tables-cuda/tables.json           # the record in results/
-    python friendly/evaluate.py --arithmetic cuda --results results/tables-cuda
+    python friendly/evaluate.py --arithmetic cuda --from-weights --results results/tables-cuda
                                                           # the same trained as the thesis's GPU
 
 Each network comes from the committed weights (results/weights/friendly, checksums verified),
