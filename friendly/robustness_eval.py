@@ -24,7 +24,10 @@ thesis's, and 'running'), on the MNIST test images:
 Writes robustness.md (a table per test mode, with the verdicts), robustness.json (the same
 with provenance) and accuracy_vs_epsilon.png into --out, and into --results only when given.
 Per-image results are cached in --out/cache, so a rerun (e.g. with --results) recomputes
-nothing that is already there.
+nothing that is already there. Each network (with Batch Renormalization: each test mode) is
+written into the record as soon as it is done, the rest listed as not evaluated yet; the same
+command run again (same settings and attack code) takes those results from the record (--results,
+else --out) and computes only what is missing, on this machine or another.
 """
 import argparse
 import os
@@ -107,50 +110,62 @@ def main():
         raise UserError('--chunk must be a multiple of %d' % robustness.EVAL_BATCH)
     columns = robustness.in_order(list(robustness.THESIS_COLUMNS) + args.attacks)
     epsilons = sorted(set(args.epsilons) | {args.epsilon})
-    name_value_pairs(args.seed_for, '--seed-for', VICTIMS, value='SEED')   # one line if bad
+    seeds = name_value_pairs(args.seed_for, '--seed-for', VICTIMS, value='SEED')  # one line if bad
     device = get_device(args.device)
-    for folder in [args.out] + ([args.results] if args.results else []):
+    folders = [args.out] + ([args.results] if args.results else [])
+    for folder in folders:
         make_folder(folder)   # a one-line error now, not after the attacks
     started = time.time()
     source_entry = load_source(args, device)[1]   # a missing source is one line, before any work
     x_all, _ = mnist.test_set(args.test_subset, args.mnist_dir)
     budgets = budgets_of(args)
-    parts = robustness_record.parts(args.networks, args.bn_modes, args.jobs)
-    if len(parts) > 1:
-        # a fresh interpreter per worker (spawn): safe with CUDA
-        with ending_pool(min(args.jobs, len(parts)), worker_signals, 'spawn') as pool:
-            done = pool.map(evaluate_part, [(args, names, modes) for names, modes in parts],
-                            chunksize=1)
-    else:
-        done = [evaluate_part((args, args.networks, args.bn_modes))]
-    networks, skipped = robustness_record.merge([d[:2] for d in done], args.networks,
-                                                args.bn_modes)
-    hits, misses = sum(d[2] for d in done), sum(d[3] for d in done)
-    if not networks:
-        raise UserError('no victim of %s is in %s' % (', '.join(args.networks), args.store))
-
     settings = {'epsilon': args.epsilon, 'curve_epsilons': epsilons, 'columns': columns,
                 'budgets': budgets, 'seed': args.seed, 'test_images': len(x_all),
                 'subset': args.subset, 'pd_subset': args.pd_subset, 'bn_modes': args.bn_modes,
-                'chunk': args.chunk, 'checks': robustness.CHECKS}
-    prov = provenance(args.device, seeds={n: r['seed'] for n, r in networks.items()},
-                      source={'file': source_entry['file'], 'seed': source_entry['seed'],
-                              'sha256': source_entry['sha256']},
-                      epsilons=epsilons, budgets=budgets, attack_seed=args.seed,
-                      wall_time_s=round(time.time() - started, 1),
-                      cached_results_read=hits, results_computed=misses)
-    document = robustness_record.document(settings, networks, skipped, prov)
-    text = robustness_record.markdown(document)
-    print('\n' + text)
-    folders = [args.out] + ([args.results] if args.results else [])
-    write_json(os.path.join(args.out, 'robustness.json'), document)
-    write_text(os.path.join(args.out, 'robustness.md'), text)
-    robustness_record.plot(document, os.path.join(args.out, 'accuracy_vs_epsilon.png'))
-    if args.results:
-        for name in robustness_record.FILES:
-            source_path = os.path.join(args.out, name)
-            atomic_write(os.path.join(args.results, name),
-                         lambda tmp, p=source_path: shutil.copyfile(p, tmp))
+                'chunk': args.chunk, 'checks': robustness.CHECKS,
+                'code': robustness.code_version()}
+    earlier = {} if args.no_cache else robustness_record.reusable(
+        os.path.join(folders[-1], 'robustness.json'), settings)
+    parts = robustness_record.parts(args.networks, args.bn_modes, args.jobs)
+    manifest = weights.read_manifest(args.store)
+    absent = {n for n in args.networks if weights.find_entry(
+        manifest, n, seeds.get(n, NETWORKS[n].seed), args.protocol) is None}
+    done, counts = [], [0, 0]
+
+    def write(left):
+        """The record of the parts done so far (all of them when `left` is empty)."""
+        networks, skipped = robustness_record.merge(done, args.networks, args.bn_modes)
+        if not networks and not left:
+            raise UserError('no victim of %s is in %s' % (', '.join(args.networks),
+                                                          args.store))
+        prov = provenance(args.device, seeds={n: r['seed'] for n, r in networks.items()},
+                          source={'file': source_entry['file'], 'seed': source_entry['seed'],
+                                  'sha256': source_entry['sha256']},
+                          epsilons=epsilons, budgets=budgets, attack_seed=args.seed,
+                          wall_time_s=round(time.time() - started, 1),
+                          cached_results_read=counts[0], results_computed=counts[1])
+        document = robustness_record.document(settings, networks, skipped, prov,
+                                              robustness_record.pending(left, absent))
+        text = robustness_record.markdown(document)
+        write_json(os.path.join(args.out, 'robustness.json'), document)
+        write_text(os.path.join(args.out, 'robustness.md'), text)
+        robustness_record.plot(document, os.path.join(args.out, 'accuracy_vs_epsilon.png'))
+        if args.results:
+            for name in robustness_record.FILES:
+                source_path = os.path.join(args.out, name)
+                atomic_write(os.path.join(args.results, name),
+                             lambda tmp, p=source_path: shutil.copyfile(p, tmp))
+        return text
+
+    left = list(parts)
+    for part, networks, skipped, hits, misses in evaluate_parts(args, parts, earlier):
+        done.append((networks, skipped))
+        counts[0] += hits
+        counts[1] += misses
+        left.remove(part)
+        if left and networks:
+            write(left)   # every part finished is in the record at once, should the run stop
+    print('\n' + write([]))
     print('wrote %s' % ', '.join(os.path.join(f, n) for f in folders
                                  for n in robustness_record.FILES))
 
@@ -170,23 +185,44 @@ def budgets_of(args):
             'target_restarts': args.target_restarts, 'queries': args.queries}
 
 
-def evaluate_part(job):
-    """(networks, skipped, cache hits, cache misses) of robustness_record.evaluate_store for
-    some victims and test modes: the whole evaluation, or one worker's part of it."""
-    args, names, modes = job
+def evaluate_parts(args, parts, earlier):
+    """Yield (part, networks, skipped, cache hits, cache misses) for each part of `parts` as it
+    finishes: in turn in this process, or with --jobs N in N processes, each its own."""
+    if args.jobs > 1 and len(parts) > 1:
+        # a fresh interpreter per worker (spawn): safe with CUDA
+        with ending_pool(min(args.jobs, len(parts)), worker_signals, 'spawn') as pool:
+            yield from pool.imap_unordered(
+                evaluate_part, [(args, part, earlier) for part in parts])
+    else:
+        evaluator = make_evaluator(args)   # one for all: examples made on the source are kept
+        for part in parts:
+            yield evaluate_part((args, part, earlier), evaluator)
+
+
+def make_evaluator(args):
     device = get_device(args.device)
     source, source_entry = load_source(args, device)
-    x_all, t_all = mnist.test_set(args.test_subset, args.mnist_dir)
     cache = robustness.Cache(None if args.no_cache else os.path.join(args.out, 'cache'))
-    evaluator = robustness.Evaluator(source, device, budgets_of(args), args.seed, cache,
-                                     args.chunk, source_id=source_entry['sha256'],
-                                     log=lambda line: print(line, flush=True))
+    return robustness.Evaluator(source, device, budgets_of(args), args.seed, cache,
+                                args.chunk, source_id=source_entry['sha256'],
+                                log=lambda line: print(line, flush=True))
+
+
+def evaluate_part(job, evaluator=None):
+    """(part, networks, skipped, cache hits, cache misses) of robustness_record.evaluate_store
+    for one part (victims, test modes) of the evaluation."""
+    args, part, earlier = job
+    evaluator = evaluator or make_evaluator(args)
+    hits, misses = evaluator.cache.hits, evaluator.cache.misses
+    x_all, t_all = mnist.test_set(args.test_subset, args.mnist_dir)
+    names, modes = part
     networks, skipped = robustness_record.evaluate_store(
         evaluator, args.store, args.protocol, names, name_value_pairs(
             args.seed_for, '--seed-for', VICTIMS, value='SEED'), x_all, t_all, modes,
         args.epsilon, robustness.in_order(list(robustness.THESIS_COLUMNS) + args.attacks),
-        sorted(set(args.epsilons) | {args.epsilon}), args.subset, args.pd_subset)
-    return networks, skipped, cache.hits, cache.misses
+        sorted(set(args.epsilons) | {args.epsilon}), args.subset, args.pd_subset, earlier)
+    return (part, networks, skipped, evaluator.cache.hits - hits,
+            evaluator.cache.misses - misses)
 
 
 if __name__ == '__main__':

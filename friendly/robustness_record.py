@@ -2,12 +2,14 @@
 black-box source in each Batch Renormalization test mode (robustness.evaluate_network), and
 the record's document (robustness.json), its markdown table (robustness.md) and its figure
 (accuracy_vs_epsilon.png), as friendly/robustness_eval.py writes them."""
+import datetime
+import json
 import time
 
 from friendly import robustness, weights
 from friendly.defaults import NETWORKS, TEMPERATURES, THESIS_RESULTS
 from friendly.networks import BN_MODE_MEANING
-from runkit.provenance import atomic_write, record_title
+from runkit.provenance import atomic_write, git_commit, record_title
 
 CURVE_EPSILONS = (0, 10, 26, 51, 77, 128, 179, 255)
 FILES = ('robustness.md', 'robustness.json', 'accuracy_vs_epsilon.png')
@@ -15,12 +17,14 @@ SUBSET_ONLY = ('PD',)   # too slow for the whole test set on a CPU: always on th
 
 
 def evaluate_store(evaluator, store, protocol, names, seeds, x_all, t_all, bn_modes, epsilon,
-                   columns, epsilons, subset, pd_subset):
+                   columns, epsilons, subset, pd_subset, earlier=None):
     """({label: record} of the victims `names` found in `store` (`seeds`: {name: seed} where
     not the default; a network of protocol `protocol`, or a capped variant of it), {name: why}
     of those skipped). Each record holds the network's facts and, per test mode of `bn_modes`,
-    robustness.evaluate_network's result; a network without Batch Renormalization is
-    evaluated once, its other modes `same_as` the first."""
+    robustness.evaluate_network's result with the commit and date it was `made`; a network
+    without Batch Renormalization is evaluated once, its other modes `same_as` the first.
+    `earlier`: the networks of a record made with the same settings and attack code
+    (reusable); a result found there for the same weights is taken, not computed again."""
     log = evaluator.log
     networks, skipped = {}, {}
     for name in names:
@@ -52,6 +56,12 @@ def evaluate_store(evaluator, store, protocol, names, seeds, x_all, t_all, bn_mo
             if same:
                 record['modes'][mode] = dict(record['modes'][same], same_as=same)
                 continue
+            result = _earlier_result((earlier or {}).get(label), entry['sha256'], mode)
+            if result:
+                log('%s, Batch Renormalization %r: taken from the earlier record (made at %s)'
+                    % (label, mode, result['made']['commit']))
+                record['modes'][mode] = result
+                continue
             log('%s, Batch Renormalization %r, %d images' % (label, mode, n))
             begun = time.time()
             result = robustness.evaluate_network(
@@ -59,19 +69,50 @@ def evaluate_store(evaluator, store, protocol, names, seeds, x_all, t_all, bn_mo
                 min(subset, n))
             result['seconds'] = round(time.time() - begun, 1)
             result['same_as'] = None
+            result['made'] = {'commit': git_commit(), 'date': datetime.datetime.now(
+                datetime.timezone.utc).isoformat(timespec='seconds')}
             record['modes'][mode] = result
         networks[label] = record
     return networks, skipped
 
 
+def _earlier_result(record, sha256, mode):
+    """The result for `mode` in an earlier record of the same weights, or None."""
+    if not record or record.get('sha256') != sha256:
+        return None
+    result = record['modes'].get(mode)
+    if result and result.get('same_as'):
+        result = record['modes'].get(result['same_as'])
+    return dict(result, same_as=None) if result and result.get('made') else None
+
+
+def reusable(path, settings):
+    """{label: record} of the record at `path` if it was made with `settings` (test modes
+    aside; the attack code's digest is among them), so that its results are those this run
+    would compute; {} if there is no such record."""
+    try:
+        with open(path) as f:
+            earlier = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(earlier, dict) or not isinstance(earlier.get('networks'), dict):
+        return {}
+
+    def same(s):
+        return {k: v for k, v in json.loads(json.dumps(s)).items() if k != 'bn_modes'}
+    return earlier['networks'] if same(earlier.get('settings') or {}) == same(settings) else {}
+
+
 def parts(names, bn_modes, jobs):
-    """How `jobs` processes share the evaluation: [(victims, test modes)] to hand out, the
-    dearest first ('batch' mode of a network with Batch Renormalization: there a batch of 200
-    is attacked as long as one of its images is robust). One part when jobs is 1; else a part
-    per network, and per test mode of one with Batch Renormalization (without it, a network
-    is evaluated once for every mode: evaluate_store)."""
+    """How the evaluation is cut into parts, each written into the record as it finishes:
+    [(victims, test modes)]. One process (jobs 1): a part per network, in the order of
+    `names`. Several: a part per network, and per test mode of one with Batch
+    Renormalization (without it, a network is evaluated once for every mode:
+    evaluate_store), the dearest first ('batch' mode of a network with Batch
+    Renormalization: there a batch of 200 is attacked as long as one of its images is
+    robust)."""
     if jobs == 1:
-        return [(list(names), list(bn_modes))]
+        return [([n], list(bn_modes)) for n in names]
     split = [([n], [m]) for n in names if NETWORKS[n].batch_renorm for m in bn_modes]
     whole = [([n], list(bn_modes)) for n in names if not NETWORKS[n].batch_renorm]
     return sorted(split, key=lambda p: p[1] != ['batch']) + whole
@@ -92,13 +133,22 @@ def merge(done, names, bn_modes):
             {name: skipped[name] for name in names if name in skipped})
 
 
-def document(settings, networks, skipped, prov):
-    """robustness.json: the settings, the columns run, every network's record, provenance."""
+def pending(parts_left, absent=()):
+    """['RS (batch)', 'S', ...]: what the parts not finished yet will evaluate (networks
+    `absent` from the store aside)."""
+    return ['%s (%s)' % (name, '/'.join(modes)) if NETWORKS[name].batch_renorm else name
+            for names, modes in parts_left for name in names if name not in absent]
+
+
+def document(settings, networks, skipped, prov, left=()):
+    """robustness.json: the settings, the columns run, every network's record, provenance,
+    and what is `left` to evaluate (pending) while the run goes on or after it stopped."""
     return {'about': 'Robustness beyond the thesis: reliable attacks beside the thesis\'s '
                      'FGSM (friendly/robustness_eval.py).',
             'settings': settings, 'columns': {k: robustness.COLUMNS[k]._asdict()
                                               for k in settings['columns']},
-            'networks': networks, 'skipped': skipped, 'provenance': prov}
+            'networks': networks, 'skipped': skipped, 'pending': list(left),
+            'provenance': prov}
 
 
 def _cell(value):
@@ -139,19 +189,22 @@ def markdown(document):
         'on the black-box source and shown to the victim (transfer). All adversarial images '
         'have integer pixels in [0, 255] within the eps-ball. **Worst case**: an image counts '
         'only if it is classified correctly clean and after every attack (Carlini et al. 2019). '
-        'The attacks run in the order of the columns, cheapest first; where images are '
-        'independent (the \'running\' test mode, and networks without Batch Renormalization) '
-        'each attack after the thesis\'s FGSM runs only on the images still robust, as '
-        'AutoAttack does, and its column is the robust accuracy after it and every column '
-        'before it (**cumulative**); in the \'batch\' test mode an image\'s output depends on '
-        'its batch of 200, so every attack runs on every image and each column is that '
-        'attack\'s own accuracy. Converged: every budget doubled (steps, restarts, targets, '
+        'The attacks run in the order of the columns, cheapest first, and each after the '
+        'thesis\'s FGSM runs only on the images still robust, as AutoAttack does (in the '
+        '\'batch\' test mode an image\'s output depends on its batch of 200: there on the '
+        'batches that still hold a robust image); its column is the robust accuracy after it '
+        'and every column before it (**cumulative**). Converged: every budget doubled (steps, '
+        'restarts, targets, '
         'queries) moves the worst case by at most %g points at every eps of the curve.' % (
             settings['epsilon'], budgets['steps'], budgets['restarts'], budgets['targets'],
             budgets['target_restarts'], ', '.join(str(t) for t in TEMPERATURES),
             budgets['queries'], robustness.CHECKS['convergence_points']), '']
     if settings['test_images'] != 10000:
         lines += ['**Only the first %d test images.**' % settings['test_images'], '']
+    if document.get('pending'):
+        lines += ['**Incomplete: %s not evaluated yet.** The same command completes this '
+                  'record; what is here is kept, not computed again.'
+                  % ', '.join(document['pending']), '']
     for mode in settings['bn_modes']:
         lines += ['## Batch Renormalization %r: %s%s' % (
             mode, BN_MODE_MEANING[mode], ' — the thesis\'s test mode' if mode == 'batch'
@@ -223,6 +276,15 @@ def markdown(document):
     lines += ['Figure: `accuracy_vs_epsilon.png`. Made by: `%s` at commit `%s`, on %s, %s '
               '(%.0f s%s).' % (prov['command'], prov['commit'], prov['device'], prov['date'],
                                prov['wall_time_s'], reused), '']
+    earlier = sorted({'%s (%s, %s)' % (label, mode, result['made']['commit'][:12])
+                      for label, record in networks.items()
+                      for mode, result in record['modes'].items()
+                      if not result.get('same_as') and result.get('made')
+                      and result['made']['commit'] != prov['commit']})
+    if earlier:
+        lines += ['Taken from the record of an earlier run of this command (same settings, '
+                  'weights and attack code), with the commit that computed them: %s.'
+                  % '; '.join(earlier), '']
     return '\n'.join(lines)
 
 

@@ -419,12 +419,15 @@ def test_robustness_eval_end_to_end(tmp_path, mnist_folder):
     assert rerun['batch']['accuracy'] == acc
 
 
-def test_robustness_eval_with_jobs_is_the_one_process_record(tmp_path, mnist_folder):
-    """--jobs 2 hands out RS per test mode and S whole, the dearest first, and the record it
-    assembles holds the numbers of one process (no cache shared between the two runs)."""
+def test_robustness_eval_with_jobs_or_resumed_is_the_one_process_record(
+        tmp_path, mnist_folder, monkeypatch):
+    """--jobs 2 hands out RS per test mode and S whole, the dearest first; a run stopped after
+    its first part leaves that part in the record, and the same command completes it from
+    there on an empty cache. Both records hold the numbers of one uninterrupted process."""
     assert robustness_record.parts(['S', 'RS'], ['batch', 'running'], 2) == [
         (['RS'], ['batch']), (['RS'], ['running']), (['S'], ['batch', 'running'])]
-    assert robustness_record.parts(['S', 'RS'], ['batch'], 1) == [(['S', 'RS'], ['batch'])]
+    assert robustness_record.parts(['S', 'RS'], ['batch'], 1) == [(['S'], ['batch']),
+                                                                  (['RS'], ['batch'])]
     store = tmp_path / 'store'
     for name in ('S', 'RS', 'source'):
         settings = training.settings_for(name, epochs=1, train_subset=600)
@@ -440,17 +443,65 @@ def test_robustness_eval_with_jobs_is_the_one_process_record(tmp_path, mnist_fol
         done = run(args + ['--jobs', jobs, '--out', str(tmp_path / ('out' + jobs))])
         assert done.returncode == 0, done.stderr
         records.append(json.loads((tmp_path / ('out' + jobs) / 'robustness.json').read_text()))
-    one, two = records
-    assert list(two['networks']) == list(one['networks']) == ['S', 'RS']
-    assert two['skipped'] == one['skipped'] and 'A' in one['skipped']
-    for label in one['networks']:
-        modes = one['networks'][label]['modes']
-        assert list(two['networks'][label]['modes']) == list(modes) == ['batch', 'running']
-        for mode, result in modes.items():
-            other = two['networks'][label]['modes'][mode]
-            for key in ('accuracy', 'curve', 'convergence', 'broken_by', 'same_as'):
-                assert other[key] == result[key], (label, mode, key)
-    assert two['provenance']['results_computed'] == one['provenance']['results_computed']
+
+    # stopped after its first part (S): S is in the record, RS listed as not evaluated yet
+    from friendly import robustness_eval
+    results = tmp_path / 'results'
+    whole = robustness_eval.evaluate_parts
+
+    def stops_after_one_part(*given):
+        parts = whole(*given)
+        yield next(parts)
+        parts.close()
+        raise KeyboardInterrupt
+    monkeypatch.setattr(robustness_eval, 'evaluate_parts', stops_after_one_part)
+    monkeypatch.setattr(sys, 'argv', args + ['--out', str(tmp_path / 'stopped'),
+                                             '--results', str(results)])
+    with pytest.raises(KeyboardInterrupt):
+        robustness_eval.main()
+    stopped = json.loads((results / 'robustness.json').read_text())
+    assert list(stopped['networks']) == ['S'] and stopped['pending'] == ['RS (batch/running)']
+    assert 'Incomplete: RS (batch/running) not evaluated yet' in (
+        results / 'robustness.md').read_text()
+    # the same command completes it; S is read from the record, not from a cache
+    done = run(args + ['--out', str(tmp_path / 'resumed'), '--results', str(results)])
+    assert done.returncode == 0, done.stderr
+    assert "S, Batch Renormalization 'batch': taken from the earlier record" in done.stdout
+    records.append(json.loads((results / 'robustness.json').read_text()))
+    assert records[-1]['pending'] == [] and 'Incomplete' not in (
+        results / 'robustness.md').read_text()
+    s_id = records[-1]['networks']['S']['sha256']
+    victims = {json.loads(p.read_text())['victim']
+               for p in (tmp_path / 'resumed' / 'cache').glob('*.json')}
+    assert records[-1]['networks']['RS']['sha256'] in victims and s_id not in victims
+
+    one = records[0]
+    for other in records[1:]:
+        assert list(other['networks']) == list(one['networks']) == ['S', 'RS']
+        assert other['skipped'] == one['skipped'] and 'A' in one['skipped']
+        for label in one['networks']:
+            modes = one['networks'][label]['modes']
+            assert list(other['networks'][label]['modes']) == list(modes) == ['batch',
+                                                                              'running']
+            for mode, result in modes.items():
+                there = other['networks'][label]['modes'][mode]
+                for key in ('accuracy', 'curve', 'convergence', 'broken_by', 'same_as'):
+                    assert there[key] == result[key], (label, mode, key)
+    assert records[1]['provenance']['results_computed'] == one['provenance']['results_computed']
+
+
+def test_a_record_is_taken_up_only_with_the_same_settings(tmp_path):
+    settings = {'epsilon': 77, 'budgets': {'steps': 300}, 'bn_modes': ['batch'],
+                'code': 'abc', 'columns': ('apgd',)}
+    path = tmp_path / 'robustness.json'
+    assert robustness_record.reusable(str(path), settings) == {}    # no record yet
+    path.write_text(json.dumps({'settings': dict(settings, bn_modes=['batch', 'running']),
+                                'networks': {'S': {'modes': {}}}}))
+    assert robustness_record.reusable(str(path), settings) == {'S': {'modes': {}}}
+    for changed in ({'code': 'abd'}, {'budgets': {'steps': 600}}, {'epsilon': 51}):
+        assert robustness_record.reusable(str(path), dict(settings, **changed)) == {}
+    path.write_text('{"settings": ')   # a half-written file is no record
+    assert robustness_record.reusable(str(path), settings) == {}
 
 
 @pytest.mark.parametrize('args, message', [
