@@ -31,7 +31,6 @@ else --out) and computes only what is missing, on this machine or another.
 """
 import argparse
 import os
-import shutil
 import time
 
 from friendly import mnist, robustness, robustness_record, weights
@@ -40,7 +39,7 @@ from friendly.networks import BN_MODES
 from runkit.cli import (Parser, UserError, ending_pool, name_value_pairs, non_negative_int,
                         positive_int, run_main, worker_signals)
 from runkit.devices import get_device
-from runkit.provenance import atomic_write, make_folder, provenance, write_json, write_text
+from runkit.provenance import make_folder, provenance
 from runkit.runs import runs_root
 
 
@@ -146,16 +145,7 @@ def main():
                           cached_results_read=counts[0], results_computed=counts[1])
         document = robustness_record.document(settings, networks, skipped, prov,
                                               robustness_record.pending(left, absent))
-        text = robustness_record.markdown(document)
-        write_json(os.path.join(args.out, 'robustness.json'), document)
-        write_text(os.path.join(args.out, 'robustness.md'), text)
-        robustness_record.plot(document, os.path.join(args.out, 'accuracy_vs_epsilon.png'))
-        if args.results:
-            for name in robustness_record.FILES:
-                source_path = os.path.join(args.out, name)
-                atomic_write(os.path.join(args.results, name),
-                             lambda tmp, p=source_path: shutil.copyfile(p, tmp))
-        return text
+        return robustness_record.write(document, args.out, args.results)
 
     left = list(parts)
     for part, networks, skipped, hits, misses in evaluate_parts(args, parts, earlier):

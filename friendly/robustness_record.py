@@ -4,12 +4,15 @@ the record's document (robustness.json), its markdown table (robustness.md) and 
 (accuracy_vs_epsilon.png), as friendly/robustness_eval.py writes them."""
 import datetime
 import json
+import os
+import shutil
 import time
 
 from friendly import robustness, weights
 from friendly.defaults import NETWORKS, TEMPERATURES, THESIS_RESULTS
 from friendly.networks import BN_MODE_MEANING
-from runkit.provenance import atomic_write, git_commit, record_title
+from runkit.provenance import atomic_write, git_commit, record_title, write_json, write_text
+from runkit.runs import json_form
 
 CURVE_EPSILONS = (0, 10, 26, 51, 77, 128, 179, 255)
 FILES = ('robustness.md', 'robustness.json', 'accuracy_vs_epsilon.png')
@@ -99,7 +102,7 @@ def reusable(path, settings):
         return {}
 
     def same(s):
-        return {k: v for k, v in json.loads(json.dumps(s)).items() if k != 'bn_modes'}
+        return {k: v for k, v in json_form(s).items() if k != 'bn_modes'}
     return earlier['networks'] if same(earlier.get('settings') or {}) == same(settings) else {}
 
 
@@ -286,6 +289,19 @@ def markdown(document):
                   'weights and attack code), with the commit that computed them: %s.'
                   % '; '.join(earlier), '']
     return '\n'.join(lines)
+
+
+def write(document, out, results=None):
+    """robustness.md, robustness.json and the figure into `out`, each written whole, and copied
+    into `results` when given; the markdown text."""
+    text = markdown(document)
+    write_json(os.path.join(out, 'robustness.json'), document)
+    write_text(os.path.join(out, 'robustness.md'), text)
+    plot(document, os.path.join(out, 'accuracy_vs_epsilon.png'))
+    for name in FILES if results else ():
+        atomic_write(os.path.join(results, name),
+                     lambda tmp, made=os.path.join(out, name): shutil.copyfile(made, tmp))
+    return text
 
 
 STYLES = {'white_box_fgsm': ('tab:blue', '-', 'o'), 'black_box_fgsm': ('tab:blue', ':', 'o'),

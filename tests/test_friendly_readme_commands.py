@@ -10,6 +10,7 @@ command's own options (fewer images, epochs or networks) then runs to the end an
 are checked. Commands that write into results/ run in a scratch folder holding what they read.
 test_every_readme_command_has_a_test fails when README.md shows a command no test covers.
 """
+import json
 import os
 import re
 import shlex
@@ -353,6 +354,24 @@ def test_robustness_eval(env, tmp_path):
                            '--queries', '30', '--epsilons', '0', '77')
     assert status == 0, err
     assert (tmp_path / 'runs' / 'friendly' / 'robustness' / 'robustness.md').exists()
+
+
+@covers('python friendly/robustness_eval.py --jobs 2 --queries 5000 --results '
+        'results/robustness')
+def test_robustness_record(env, tmp_path):
+    """The record's command, in a scratch folder (so `results` is not the repository's), with
+    `--networks S RS --test-subset 200 --subset 200 --steps 4 --queries 30 --epsilons 0 77`
+    (the whole record takes hours): a complete record of both, made by two workers."""
+    scratch = tmp_path / 'scratch'
+    scratch.mkdir()
+    os.symlink(os.path.join(ROOT, 'friendly'), scratch / 'friendly')
+    status, out, err = run(COMMAND_OF['test_robustness_record'], env, '--networks', 'S', 'RS',
+                           '--test-subset', '200', '--subset', '200', '--steps', '4',
+                           '--queries', '30', '--epsilons', '0', '77', cwd=str(scratch))
+    assert status == 0, err
+    record = json.loads((scratch / 'results' / 'robustness' / 'robustness.json').read_text())
+    assert list(record['networks']) == ['S', 'RS'] and record['pending'] == []
+    assert record['settings']['budgets']['queries'] == 30
 
 
 @covers('python friendly/benchmarks/bench_attacks.py')
