@@ -39,7 +39,7 @@ from friendly.networks import BN_MODES
 from runkit.cli import (Parser, UserError, ending_pool, name_value_pairs, non_negative_int,
                         positive_int, run_main, worker_signals)
 from runkit.devices import get_device
-from runkit.provenance import make_folder, provenance
+from runkit.provenance import git_commit, make_folder, provenance
 from runkit.runs import runs_root
 
 
@@ -114,7 +114,7 @@ def main():
     folders = [args.out] + ([args.results] if args.results else [])
     for folder in folders:
         make_folder(folder)   # a one-line error now, not after the attacks
-    started = time.time()
+    started, commit = time.time(), git_commit()   # before the record makes the tree dirty
     source_entry = load_source(args, device)[1]   # a missing source is one line, before any work
     x_all, _ = mnist.test_set(args.test_subset, args.mnist_dir)
     budgets = budgets_of(args)
@@ -123,6 +123,7 @@ def main():
                 'subset': args.subset, 'pd_subset': args.pd_subset, 'bn_modes': args.bn_modes,
                 'chunk': args.chunk, 'checks': robustness.CHECKS,
                 'code': robustness.code_version()}
+    args.commit = commit
     earlier = {} if args.no_cache else robustness_record.reusable(
         os.path.join(folders[-1], 'robustness.json'), settings)
     parts = robustness_record.parts(args.networks, args.bn_modes, args.jobs)
@@ -137,7 +138,8 @@ def main():
         if not networks and not left:
             raise UserError('no victim of %s is in %s' % (', '.join(args.networks),
                                                           args.store))
-        prov = provenance(args.device, seeds={n: r['seed'] for n, r in networks.items()},
+        prov = provenance(args.device, commit=commit,
+                          seeds={n: r['seed'] for n, r in networks.items()},
                           source={'file': source_entry['file'], 'seed': source_entry['seed'],
                                   'sha256': source_entry['sha256']},
                           epsilons=epsilons, budgets=budgets, attack_seed=args.seed,
@@ -210,7 +212,8 @@ def evaluate_part(job, evaluator=None):
         evaluator, args.store, args.protocol, names, name_value_pairs(
             args.seed_for, '--seed-for', VICTIMS, value='SEED'), x_all, t_all, modes,
         args.epsilon, robustness.in_order(list(robustness.THESIS_COLUMNS) + args.attacks),
-        sorted(set(args.epsilons) | {args.epsilon}), args.subset, args.pd_subset, earlier)
+        sorted(set(args.epsilons) | {args.epsilon}), args.subset, args.pd_subset, earlier,
+        args.commit)
     return (part, networks, skipped, evaluator.cache.hits - hits,
             evaluator.cache.misses - misses)
 

@@ -20,11 +20,12 @@ SUBSET_ONLY = ('PD',)   # too slow for the whole test set on a CPU: always on th
 
 
 def evaluate_store(evaluator, store, protocol, names, seeds, x_all, t_all, bn_modes, epsilon,
-                   columns, epsilons, subset, pd_subset, earlier=None):
+                   columns, epsilons, subset, pd_subset, earlier=None, commit=None):
     """({label: record} of the victims `names` found in `store` (`seeds`: {name: seed} where
     not the default; a network of protocol `protocol`, or a capped variant of it), {name: why}
     of those skipped). Each record holds the network's facts and, per test mode of `bn_modes`,
-    robustness.evaluate_network's result with the commit and date it was `made`; a network
+    robustness.evaluate_network's result with the commit (`commit`, the checkout's when the run
+    began: the record it writes makes the checkout dirty) and date it was `made`; a network
     without Batch Renormalization is evaluated once, its other modes `same_as` the first.
     `earlier`: the networks of a record made with the same settings and attack code
     (reusable); a result found there for the same weights is taken, not computed again."""
@@ -72,7 +73,7 @@ def evaluate_store(evaluator, store, protocol, names, seeds, x_all, t_all, bn_mo
                 min(subset, n))
             result['seconds'] = round(time.time() - begun, 1)
             result['same_as'] = None
-            result['made'] = {'commit': git_commit(), 'date': datetime.datetime.now(
+            result['made'] = {'commit': commit or git_commit(), 'date': datetime.datetime.now(
                 datetime.timezone.utc).isoformat(timespec='seconds')}
             record['modes'][mode] = result
         networks[label] = record
@@ -80,13 +81,16 @@ def evaluate_store(evaluator, store, protocol, names, seeds, x_all, t_all, bn_mo
 
 
 def _earlier_result(record, sha256, mode):
-    """The result for `mode` in an earlier record of the same weights, or None."""
+    """The result for `mode` in an earlier record of the same weights, or None; not one made
+    from uncommitted code (no commit reproduces it)."""
     if not record or record.get('sha256') != sha256:
         return None
     result = record['modes'].get(mode)
     if result and result.get('same_as'):
         result = record['modes'].get(result['same_as'])
-    return dict(result, same_as=None) if result and result.get('made') else None
+    if not result or not result.get('made') or result['made']['commit'].endswith('+dirty'):
+        return None
+    return dict(result, same_as=None)
 
 
 def reusable(path, settings):

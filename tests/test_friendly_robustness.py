@@ -455,6 +455,8 @@ def test_robustness_eval_with_jobs_or_resumed_is_the_one_process_record(
         parts.close()
         raise KeyboardInterrupt
     monkeypatch.setattr(robustness_eval, 'evaluate_parts', stops_after_one_part)
+    # made at a commit (from a dirty tree, as while this is edited, it would be made again)
+    monkeypatch.setattr(robustness_eval, 'git_commit', lambda: 'c0ffee')
     monkeypatch.setattr(sys, 'argv', args + ['--out', str(tmp_path / 'stopped'),
                                              '--results', str(results)])
     with pytest.raises(KeyboardInterrupt):
@@ -500,6 +502,13 @@ def test_a_record_is_taken_up_only_with_the_same_settings(tmp_path):
     assert robustness_record.reusable(str(path), settings) == {'S': {'modes': {}}}
     for changed in ({'code': 'abd'}, {'budgets': {'steps': 600}}, {'epsilon': 51}):
         assert robustness_record.reusable(str(path), dict(settings, **changed)) == {}
+    made = {'sha256': 'w', 'modes': {'batch': {'made': {'commit': 'c1'}, 'same_as': None},
+                                     'running': {'same_as': 'batch'}}}
+    assert robustness_record._earlier_result(made, 'w', 'running') == {
+        'made': {'commit': 'c1'}, 'same_as': None}
+    assert robustness_record._earlier_result(made, 'other weights', 'batch') is None
+    made['modes']['batch']['made']['commit'] = 'c1+dirty'   # uncommitted code: made again
+    assert robustness_record._earlier_result(made, 'w', 'batch') is None
     path.write_text('{"settings": ')   # a half-written file is no record
     assert robustness_record.reusable(str(path), settings) == {}
 
