@@ -123,7 +123,6 @@ def main():
                 'subset': args.subset, 'pd_subset': args.pd_subset, 'bn_modes': args.bn_modes,
                 'chunk': args.chunk, 'checks': robustness.CHECKS,
                 'code': robustness.code_version()}
-    args.commit = commit
     earlier = {} if args.no_cache else robustness_record.reusable(
         os.path.join(folders[-1], 'robustness.json'), settings)
     parts = robustness_record.parts(args.networks, args.bn_modes, args.jobs)
@@ -150,7 +149,7 @@ def main():
         return robustness_record.write(document, args.out, args.results)
 
     left = list(parts)
-    for part, networks, skipped, hits, misses in evaluate_parts(args, parts, earlier):
+    for part, networks, skipped, hits, misses in evaluate_parts(args, parts, earlier, commit):
         done.append((networks, skipped))
         counts[0] += hits
         counts[1] += misses
@@ -177,18 +176,19 @@ def budgets_of(args):
             'target_restarts': args.target_restarts, 'queries': args.queries}
 
 
-def evaluate_parts(args, parts, earlier):
+def evaluate_parts(args, parts, earlier, commit):
     """Yield (part, networks, skipped, cache hits, cache misses) for each part of `parts` as it
-    finishes: in turn in this process, or with --jobs N in N processes, each its own."""
+    finishes: in turn in this process, or with --jobs N in N processes, each its own; each
+    result computed says it was made at `commit` (read when the run began)."""
     if args.jobs > 1 and len(parts) > 1:
         # a fresh interpreter per worker (spawn): safe with CUDA
         with ending_pool(min(args.jobs, len(parts)), worker_signals, 'spawn') as pool:
             yield from pool.imap_unordered(
-                evaluate_part, [(args, part, earlier) for part in parts])
+                evaluate_part, [(args, part, earlier, commit) for part in parts])
     else:
         evaluator = make_evaluator(args)   # one for all: examples made on the source are kept
         for part in parts:
-            yield evaluate_part((args, part, earlier), evaluator)
+            yield evaluate_part((args, part, earlier, commit), evaluator)
 
 
 def make_evaluator(args):
@@ -203,7 +203,7 @@ def make_evaluator(args):
 def evaluate_part(job, evaluator=None):
     """(part, networks, skipped, cache hits, cache misses) of robustness_record.evaluate_store
     for one part (victims, test modes) of the evaluation."""
-    args, part, earlier = job
+    args, part, earlier, commit = job
     evaluator = evaluator or make_evaluator(args)
     hits, misses = evaluator.cache.hits, evaluator.cache.misses
     x_all, t_all = mnist.test_set(args.test_subset, args.mnist_dir)
@@ -213,7 +213,7 @@ def evaluate_part(job, evaluator=None):
             args.seed_for, '--seed-for', VICTIMS, value='SEED'), x_all, t_all, modes,
         args.epsilon, robustness.in_order(list(robustness.THESIS_COLUMNS) + args.attacks),
         sorted(set(args.epsilons) | {args.epsilon}), args.subset, args.pd_subset, earlier,
-        args.commit)
+        commit)
     return (part, networks, skipped, evaluator.cache.hits - hits,
             evaluator.cache.misses - misses)
 
