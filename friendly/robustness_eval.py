@@ -181,8 +181,10 @@ def evaluate_parts(args, parts, earlier, commit):
     finishes: in turn in this process, or with --jobs N in N processes, each its own; each
     result computed says it was made at `commit` (read when the run began)."""
     if args.jobs > 1 and len(parts) > 1:
-        # a fresh interpreter per worker (spawn): safe with CUDA
-        with ending_pool(min(args.jobs, len(parts)), worker_signals, 'spawn') as pool:
+        # a fresh interpreter per worker (spawn): safe with CUDA, and its BLAS sized to its
+        # share of the cores
+        with ending_pool(min(args.jobs, len(parts)), worker_signals, 'spawn',
+                         share_cores=True) as pool:
             yield from pool.imap_unordered(
                 evaluate_part, [(args, part, earlier, commit) for part in parts])
     else:

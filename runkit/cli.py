@@ -68,14 +68,40 @@ def helper_signals():
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+BLAS_THREADS = ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')
+
+
 @contextlib.contextmanager
-def ending_pool(workers, initializer, start='fork'):
+def blas_threads(threads):
+    """While it lasts, processes started fresh (spawn) give their BLAS `threads` threads, unless
+    the user set a thread count. Two workers that each start one BLAS thread per core would
+    run twice as many threads as there are cores, and idle BLAS threads spin."""
+    saved = {name: os.environ.get(name) for name in BLAS_THREADS}
+    if not any(saved.values()):
+        os.environ.update({name: str(threads) for name in BLAS_THREADS})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def ending_pool(workers, initializer, start='fork', share_cores=False):
     """A multiprocessing Pool whose normal exit lets each worker read the end-of-work sentinel
     and leave by itself (close, join); only an error or Ctrl-C terminates the workers.
     (`with Pool` terminates at every exit, and that can leave parent and a worker waiting on
     each other for ever: 1 of 3 test runs of 40 fork-pool exits on a loaded 2-core machine, and
-    a spawn pool's exit under Python 3.13 in CI.)"""
-    pool = multiprocessing.get_context(start).Pool(workers, initializer=initializer)
+    a spawn pool's exit under Python 3.13 in CI.) `share_cores` (spawn only): each worker's
+    BLAS gets cores / workers threads (blas_threads)."""
+    if share_cores and start != 'spawn':
+        raise ValueError('share_cores needs spawned workers: a forked one keeps its BLAS')
+    threads = max(1, (os.cpu_count() or 1) // workers) if share_cores else None
+    with blas_threads(threads) if threads else contextlib.nullcontext():
+        pool = multiprocessing.get_context(start).Pool(workers, initializer=initializer)
     try:
         yield pool
     except BaseException:

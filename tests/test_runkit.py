@@ -287,3 +287,32 @@ def test_name_value_pairs_are_checked_in_one_line():
                           ('PD=0', "bad --epochs-for 'PD=0'"), ('PD=x', "bad --epochs-for")):
         with pytest.raises(cli.UserError, match=re.escape(message)):
             cli.name_value_pairs([pair], '--epochs-for', ('S', 'PD'), minimum=1)
+
+
+SHARED_CORES_POOL = """
+import os
+from runkit.cli import BLAS_THREADS, ending_pool, run_main, worker_signals
+
+def main():
+    with ending_pool(2, worker_signals, 'spawn', share_cores=True) as pool:
+        print(pool.map(os.getenv, BLAS_THREADS), list(map(os.getenv, BLAS_THREADS)))
+
+run_main(main)
+"""
+
+
+@pytest.mark.parametrize('user', [None, '3'])
+def test_spawned_workers_share_the_cores_unless_the_user_set_the_threads(user):
+    env = {k: v for k, v in os.environ.items() if k not in cli.BLAS_THREADS}
+    if user:
+        env['OPENBLAS_NUM_THREADS'] = user
+    done = subprocess.run([sys.executable, '-c', SHARED_CORES_POOL], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    share = str(max(1, (os.cpu_count() or 1) // 2))
+    in_worker = [None, user, None] if user else [share] * 3
+    # the workers got their share; the parent's own environment is as it was
+    assert done.stdout == '%r %r\n' % (in_worker, [None, user, None])
+    with pytest.raises(ValueError, match='spawned'):
+        with cli.ending_pool(2, cli.worker_signals, 'fork', share_cores=True):
+            pass
