@@ -334,17 +334,21 @@ def test_bench_pd_ptx(env, tmp_path):
 ROBUSTNESS_S = ('python friendly/robustness_eval.py --networks S --bn-modes batch '
                 '--test-subset 1000 --subset 1000')
 ROBUSTNESS_JOBS = 'python friendly/robustness_eval.py --jobs 2'
+ROBUSTNESS_GMRES_SEED = ('python friendly/robustness_eval.py --networks GMRES --test-subset 1000 '
+                         '--queries 5000 --epsilons 0 10 26 255 --seed 1')
 
 
-@covers('python friendly/robustness_eval.py', ROBUSTNESS_S)
+@covers('python friendly/robustness_eval.py', ROBUSTNESS_S, ROBUSTNESS_GMRES_SEED)
 def test_robustness_eval(env, tmp_path):
-    """robustness_eval.py and README's S measurement exactly, and with --jobs 2, each until it
-    attacks its first network (tens of minutes each; with --jobs 2, in a worker), then Ctrl-C,
-    which stops the workers too; then on S with 200 images, 4 APGD steps, 30 queries: the
-    report under $LENSES_RUNS."""
+    """robustness_eval.py, README's S and GMRES measurements exactly, and with --jobs 2, each
+    until it attacks its first network (tens of minutes each; with --jobs 2, in a worker), then
+    Ctrl-C, which stops the workers too; then on S with 200 images, 4 APGD steps, 30 queries:
+    the report under $LENSES_RUNS."""
     for command, first in (('python friendly/robustness_eval.py',
                              "S, Batch Renormalization 'batch', 10000 images"),
                             (ROBUSTNESS_S, "S, Batch Renormalization 'batch', 1000 images"),
+                            (ROBUSTNESS_GMRES_SEED,
+                             "GMRES, Batch Renormalization 'batch', 1000 images"),
                             (ROBUSTNESS_JOBS, "Batch Renormalization 'batch', 10000 images")):
         status, out, err = run_until(command, first, env)
         assert_interrupted(status, err, out)
