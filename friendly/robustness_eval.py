@@ -193,23 +193,26 @@ def evaluate_parts(args, parts, earlier, commit):
             yield evaluate_part((args, part, earlier, commit), evaluator)
 
 
-def make_evaluator(args):
+def make_evaluator(args, prefix=''):
+    """The evaluator of a run; `prefix` starts each line it logs."""
     device = get_device(args.device)
     source, source_entry = load_source(args, device)
     cache = robustness.Cache(None if args.no_cache else os.path.join(args.out, 'cache'))
     return robustness.Evaluator(source, device, budgets_of(args), args.seed, cache,
                                 args.chunk, source_id=source_entry['sha256'],
-                                log=lambda line: print(line, flush=True))
+                                log=lambda line: print(prefix + line, flush=True))
 
 
 def evaluate_part(job, evaluator=None):
     """(part, networks, skipped, cache hits, cache misses) of robustness_record.evaluate_store
-    for one part (victims, test modes) of the evaluation."""
+    for one part (victims, test modes) of the evaluation. Without an `evaluator` (a worker of
+    --jobs N) each line logged names the part, as the workers' lines interleave."""
     args, part, earlier, commit = job
-    evaluator = evaluator or make_evaluator(args)
+    names, modes = part
+    evaluator = evaluator or make_evaluator(
+        args, '[%s] ' % ' '.join(names + (modes if len(modes) == 1 else [])))
     hits, misses = evaluator.cache.hits, evaluator.cache.misses
     x_all, t_all = mnist.test_set(args.test_subset, args.mnist_dir)
-    names, modes = part
     networks, skipped = robustness_record.evaluate_store(
         evaluator, args.store, args.protocol, names, name_value_pairs(
             args.seed_for, '--seed-for', VICTIMS, value='SEED'), x_all, t_all, modes,

@@ -443,6 +443,10 @@ def test_robustness_eval_with_jobs_or_resumed_is_the_one_process_record(
         done = run(args + ['--jobs', jobs, '--out', str(tmp_path / ('out' + jobs))])
         assert done.returncode == 0, done.stderr
         records.append(json.loads((tmp_path / ('out' + jobs) / 'robustness.json').read_text()))
+        # the workers' interleaved lines each name their part
+        assert ("[RS running] RS, Batch Renormalization 'running'" in done.stdout) == (
+            jobs == '2')
+        assert ('[S] ' in done.stdout) == (jobs == '2')
 
     # stopped after its first part (S): S is in the record, RS listed as not evaluated yet
     from friendly import robustness_eval
