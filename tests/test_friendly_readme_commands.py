@@ -338,7 +338,7 @@ ROBUSTNESS_GMRES_SEED = ('python friendly/robustness_eval.py --networks GMRES --
                          '--queries 5000 --epsilons 0 10 26 255 --seed 1')
 
 
-@covers('python friendly/robustness_eval.py', ROBUSTNESS_S, ROBUSTNESS_GMRES_SEED)
+@covers('python friendly/robustness_eval.py', ROBUSTNESS_S, ROBUSTNESS_GMRES_SEED, ROBUSTNESS_JOBS)
 def test_robustness_eval(env, tmp_path):
     """robustness_eval.py, README's S and GMRES measurements exactly, and with --jobs 2, each
     until it attacks its first network (tens of minutes each; with --jobs 2, in a worker), then
