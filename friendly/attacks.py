@@ -224,6 +224,24 @@ def _project(v, low, high):
     return xp.clip(xp.round(v), low, high)
 
 
+def _project_in_place(v, low, high):
+    """_project, overwriting v (an array the caller owns): rint rounds halves to even as
+    round does, and max-then-min is clip for low <= high, without a new array per step."""
+    xp = chainer.backend.get_array_module(v)
+    xp.rint(v, out=v)
+    xp.maximum(v, low, out=v)
+    return xp.minimum(v, high, out=v)
+
+
+def _signed_step(point, eta_rows, grad, low, high):
+    """point + eta sign(grad), projected: a new array."""
+    xp = chainer.backend.get_array_module(point)
+    out = xp.sign(grad)
+    out *= eta_rows
+    out += point
+    return _project_in_place(out, low, high)
+
+
 def _random_start(x, epsilon, rng, low, high):
     xp = chainer.backend.get_array_module(x)
     noise = rng.randint(-epsilon, epsilon + 1, size=x.shape).astype(x.dtype)
@@ -327,10 +345,11 @@ def _apgd_run(net, x, t, start, epsilon, bn_mode, steps, loss, group, momentum, 
         return logit_loss_gradient(net, adv, t, bn_mode, loss, group, target, surrogate)
 
     cur_loss, grad, fooled = evaluate_at(start)
-    best, best_loss, best_fooled, best_grad = start.copy(), cur_loss.copy(), fooled.copy(), grad
+    best, best_loss, best_fooled, best_grad = (start.copy(), cur_loss.copy(), fooled.copy(),
+                                               grad.copy())
     # the loss's running maximum, for the step-size rule (independent of the fooled ranking)
     top_loss = cur_loss.copy()
-    previous, current = start, _project(start + _rows(eta, shape) * xp.sign(grad), low, high)
+    previous, current = start, _signed_step(start, _rows(eta, shape), grad, low, high)
     last_loss = cur_loss
     successes = xp.zeros(n, np.int32)
     last_checkpoint, eta_then, top_then = 0, eta.copy(), top_loss.copy()
@@ -341,8 +360,8 @@ def _apgd_run(net, x, t, start, epsilon, bn_mode, steps, loss, group, momentum, 
         top_loss = xp.maximum(top_loss, cur_loss)
         better = _better(fooled, cur_loss, best_fooled, best_loss)
         rows = _rows(better, shape)
-        best = xp.where(rows, current, best)
-        best_grad = xp.where(rows, grad, best_grad)
+        xp.copyto(best, current, where=rows)   # best and best_grad are this run's own arrays
+        xp.copyto(best_grad, grad, where=rows)
         best_loss = xp.where(better, cur_loss, best_loss)
         best_fooled = best_fooled | fooled
         if k in checkpoints:
@@ -359,9 +378,16 @@ def _apgd_run(net, x, t, start, epsilon, bn_mode, steps, loss, group, momentum, 
             last_loss = xp.where(halve, best_loss, last_loss)
             successes[:] = 0
             last_checkpoint, eta_then, top_then = k, eta.copy(), top_loss.copy()
-        step = _project(current + _rows(eta, shape) * xp.sign(grad), low, high)
-        moved = current + momentum * (step - current) + (1 - momentum) * (current - previous)
-        previous, current = current, _project(moved, low, high)
+        # current + momentum (step - current) + (1 - momentum) (current - previous), in the
+        # same order of operations, on new arrays only
+        moved = _signed_step(current, _rows(eta, shape), grad, low, high)
+        moved -= current
+        moved *= momentum
+        moved += current
+        drift = current - previous
+        drift *= 1 - momentum
+        moved += drift
+        previous, current = current, _project_in_place(moved, low, high)
     cur_loss, _, fooled = evaluate_at(current)
     better = _better(fooled, cur_loss, best_fooled, best_loss)
     best = xp.where(_rows(better, shape), current, best)

@@ -45,6 +45,7 @@ import chainer
 import numpy as np
 
 from friendly import attacks, networks, surrogates
+from friendly.functions import cuda_sigmoid
 from friendly.defaults import EVALUATION, PROTOCOL, TEMPERATURES
 from runkit import renorm
 
@@ -135,10 +136,14 @@ def attack_columns(names, black_box):
 
 def code_version():
     """A digest of the attack and evaluation code, and of the network code the attacks read
-    the logits through: cached results made by other code are never reused."""
+    the logits through (the custom functions of friendly/functions/ included): cached results
+    made by other code are never reused."""
     digest = hashlib.sha256()
+    functions = os.path.dirname(cuda_sigmoid.__file__)
     for module in (attacks.__file__, __file__, networks.__file__, renorm.__file__,
-                   surrogates.__file__):
+                   surrogates.__file__) + tuple(
+            os.path.join(functions, name) for name in sorted(os.listdir(functions))
+            if name.endswith(('.py', '.cu', '.h'))):
         with open(module, 'rb') as f:
             digest.update(f.read())
     return digest.hexdigest()[:16]
@@ -233,6 +238,7 @@ class Evaluator:
         self._surrogates = {}
         self.code = code_version()
         self.seconds = collections.Counter()   # per column: time spent attacking and scoring
+        self.computed = 0   # per-image results in which an image was attacked (not all read)
 
     def budget(self, key, scale=1):
         """The column's budget as the attack's keywords, every one times `scale` (the
@@ -297,6 +303,7 @@ class Evaluator:
                 status[start:start + len(xb)][part] = right[part]
             self.cache.put(cache_key, status)
             self.seconds[key] += time.time() - begun
+            self.computed += 1
         return np.where(wanted, status != 0, True)
 
     def accuracy(self, victim, victim_id, x, t, epsilon, bn_mode, keys):
@@ -409,11 +416,29 @@ def run_columns(evaluator, victim, victim_id, x, t, epsilon, bn_mode, columns, c
     return correct, schedule
 
 
+def applicable(columns, victim):
+    """(the columns of `columns` that run on `victim`, {column: why not} for the others): a
+    surrogate column runs only where its surrogate computes something new (surrogates.changes;
+    not the CUDA-sigmoid and tempered ones of a network without sigmoids)."""
+    run, left_out = [], {}
+    for key in in_order(columns):
+        kind = COLUMNS[key].surrogate
+        if kind is None or surrogates.changes(victim, kind):
+            run.append(key)
+        else:
+            left_out[key] = ('no sigmoid: its %s surrogate would be %s' % (
+                kind, 'the network itself' if kind == 'cuda' else 'its float64 copy'))
+    return run, left_out
+
+
 def evaluate_network(evaluator, victim, victim_id, x, t, bn_mode, epsilon, columns,
-                     curve_epsilons, subset):
-    """Everything the table reports for one network in one test mode (see the module doc)."""
+                     curve_epsilons, subset, convergence=True):
+    """Everything the table reports for one network in one test mode (see the module doc);
+    the convergence check only with `convergence` (it costs more than the rest together)."""
     log = evaluator.log
-    columns = in_order(columns)
+    columns, left_out = applicable(columns, victim)
+    for key, why in left_out.items():
+        log('    %-15s not run: %s' % (key, why))
     n_sub = min(subset, len(x))
     seconds, begun = {}, time.time()
     spent_before = dict(evaluator.seconds)
@@ -444,8 +469,42 @@ def evaluate_network(evaluator, victim, victim_id, x, t, bn_mode, epsilon, colum
         curve[key] = [rows[eps][key] for eps in curve_epsilons]
     seconds['curve'], begun = time.time() - begun, time.time()
 
-    # convergence: every budget doubled (steps, restarts, targets, queries), on the subset, at
-    # every epsilon; where the worst case is already 0 (or eps is 0) it cannot move
+    if convergence:
+        convergence = check_convergence(evaluator, victim, victim_id, xs, ts, bn_mode, epsilon,
+                                        columns, clean[:n_sub], rows)
+        seconds['convergence'], begun = time.time() - begun, time.time()
+    else:
+        convergence = None
+    zero = zero_gradient_percent(victim, x, t, bn_mode, evaluator.device)
+    seconds['zero_gradient'] = time.time() - begun
+    result = {
+        'accuracy': accuracy,
+        # columns past the thesis's report cumulative accuracy (module doc)
+        'schedule': schedule,
+        'broken_by': broke,
+        'not_applicable': left_out,
+        'curve': {'epsilons': list(curve_epsilons), 'images': n_sub, 'accuracy': curve},
+        'convergence': convergence,
+        'zero_gradient_percent': zero,
+        # where the time went (cached results cost nothing): main table, curve, [convergence,]
+        # zero gradient
+        'seconds_by_phase': {k: round(v, 2) for k, v in seconds.items()},
+        # per attack, over main table, curve [and convergence] (cached results cost nothing)
+        'seconds_by_column': {k: round(evaluator.seconds[k] - spent_before.get(k, 0), 2)
+                              for k in columns},
+    }
+    result['checks'] = checks(result, columns, epsilon)
+    log('    seconds per attack: ' + ', '.join('%s %.1f' % kv
+                                               for kv in result['seconds_by_column'].items()))
+    return result
+
+
+def check_convergence(evaluator, victim, victim_id, xs, ts, bn_mode, epsilon, columns, clean,
+                      rows):
+    """The convergence check on the subset `xs`: every column again with every budget doubled
+    (steps, restarts, targets, queries) at every epsilon of `rows` (the curve's tabulated
+    rows); where the worst case is already 0 (or eps is 0) it cannot move."""
+    log, n_sub = evaluator.log, len(xs)
     by_epsilon, doubled_at_main = [], None
     for eps in sorted(rows):
         base = rows[eps][WORST]
@@ -454,7 +513,7 @@ def evaluate_network(evaluator, victim, victim_id, x, t, bn_mode, epsilon, colum
                                'change_points': 0.0, 'run': False})
         else:
             here, _ = run_columns(evaluator, victim, victim_id, xs, ts, eps, bn_mode, columns,
-                                  clean[:n_sub], scale=2)
+                                  clean, scale=2)
             doubled_row, _, _ = tabulate(here, columns)
             by_epsilon.append({'epsilon': eps, 'worst_case': base,
                                'worst_case_doubled': doubled_row[WORST],
@@ -467,7 +526,7 @@ def evaluate_network(evaluator, victim, victim_id, x, t, bn_mode, epsilon, colum
                '' if by_epsilon[-1]['run'] else ' (nothing left to break: not run)'))
     main = next(e for e in by_epsilon if e['epsilon'] == epsilon)
     largest = max(by_epsilon, key=lambda e: abs(e['change_points']))
-    convergence = {
+    return {
         'images': n_sub, 'worst_case': main['worst_case'],
         'worst_case_doubled': main['worst_case_doubled'],
         'change_points_at_epsilon': main['change_points'],
@@ -480,27 +539,19 @@ def evaluate_network(evaluator, victim, victim_id, x, t, bn_mode, epsilon, colum
         if doubled_at_main else None,
         'budgets_doubled': {k: evaluator.budget(k, 2) for k in columns if COLUMNS[k].budget},
     }
-    seconds['convergence'], begun = time.time() - begun, time.time()
-    zero = zero_gradient_percent(victim, x, t, bn_mode, evaluator.device)
-    seconds['zero_gradient'] = time.time() - begun
-    result = {
-        'accuracy': accuracy,
-        # columns past the thesis's report cumulative accuracy (module doc)
-        'schedule': schedule,
-        'broken_by': broke,
-        'curve': {'epsilons': list(curve_epsilons), 'images': n_sub, 'accuracy': curve},
-        'convergence': convergence,
-        'zero_gradient_percent': zero,
-        # where the time went (cached results cost nothing): main table, curve, convergence
-        'seconds_by_phase': {k: round(v, 2) for k, v in seconds.items()},
-        # per attack, over main table, curve and convergence (cached results cost nothing)
-        'seconds_by_column': {k: round(evaluator.seconds[k] - spent_before.get(k, 0), 2)
-                              for k in columns},
-    }
-    result['checks'] = checks(result, columns, epsilon)
-    log('    seconds per attack: ' + ', '.join('%s %.1f' % kv
-                                               for kv in result['seconds_by_column'].items()))
-    return result
+
+
+def converged_check(conv):
+    """The convergence verdict of check_convergence's result (None: not checked)."""
+    if conv is None:
+        return {'ok': None, 'detail': 'not checked (robustness_eval.py --convergence checks it)'}
+    moves = ', '.join('eps %d: %+.2f' % (e['epsilon'], e['change_points'])
+                      for e in conv.get('by_epsilon') or () if e['run'])
+    return {'ok': conv['converged'],
+            'detail': 'doubled budgets move the worst case by %.2f points at most, on %d images%s%s'
+                      % (abs(conv['change_points']), conv['images'],
+                         ' (%s)' % moves if moves else '',
+                         '' if conv['converged'] else ': did NOT converge')}
 
 
 def checks(result, columns, epsilon):
@@ -546,16 +597,7 @@ def checks(result, columns, epsilon):
         'detail': 'worst case never rises with eps' if not rises else
                   'worst case rises from eps %s' % ', '.join('%d to %d' % r for r in rises)}
 
-    conv = result['convergence']
-    moves = ''
-    if conv.get('by_epsilon'):
-        moves = ' (%s)' % ', '.join('eps %d: %+.2f' % (e['epsilon'], e['change_points'])
-                                    for e in conv['by_epsilon'] if e['run'])
-    out['converged'] = {
-        'ok': conv['converged'],
-        'detail': 'doubled budgets move the worst case by %.2f points at most, on %d images%s%s'
-                  % (abs(conv['change_points']), conv['images'], moves,
-                     '' if conv['converged'] else ': did NOT converge')}
+    out['converged'] = converged_check(result['convergence'])
 
     gradient = [k for k in columns if COLUMNS[k].kind in ('single-step gradient',
                                                            'iterative gradient')]

@@ -20,7 +20,8 @@ SUBSET_ONLY = ('PD',)   # too slow for the whole test set on a CPU: always on th
 
 
 def evaluate_store(evaluator, store, protocol, names, seeds, x_all, t_all, bn_modes, epsilon,
-                   columns, epsilons, subset, pd_subset, earlier=None, commit=None):
+                   columns, epsilons, subset, pd_subset, earlier=None, commit=None,
+                   convergence=True):
     """({label: record} of the victims `names` found in `store` (`seeds`: {name: seed} where
     not the default; a network of protocol `protocol`, or a capped variant of it), {name: why}
     of those skipped). Each record holds the network's facts and, per test mode of `bn_modes`,
@@ -28,7 +29,8 @@ def evaluate_store(evaluator, store, protocol, names, seeds, x_all, t_all, bn_mo
     began: the record it writes makes the checkout dirty) and date it was `made`; a network
     without Batch Renormalization is evaluated once, its other modes `same_as` the first.
     `earlier`: the networks of a record made with the same settings and attack code
-    (reusable); a result found there for the same weights is taken, not computed again."""
+    (reusable); a result found there for the same weights is taken, not computed again.
+    `convergence`: run the convergence check (evaluate_network)."""
     log = evaluator.log
     networks, skipped = {}, {}
     for name in names:
@@ -70,7 +72,7 @@ def evaluate_store(evaluator, store, protocol, names, seeds, x_all, t_all, bn_mo
             begun = time.time()
             result = robustness.evaluate_network(
                 evaluator, victim, entry['sha256'], x, t, mode, epsilon, columns, epsilons,
-                min(subset, n))
+                min(subset, n), convergence)
             result['seconds'] = round(time.time() - begun, 1)
             result['same_as'] = None
             result['made'] = {'commit': commit or git_commit(), 'date': datetime.datetime.now(
@@ -202,10 +204,13 @@ def markdown(document):
         'batches that still hold a robust image); its column is the robust accuracy after it '
         'and every column before it (**cumulative**). Converged: every budget doubled (steps, '
         'restarts, targets, '
-        'queries) moves the worst case by at most %g points at every eps of the curve.' % (
+        'queries) moves the worst case by at most %g points at every eps of the curve (%s).'
+        % (
             settings['epsilon'], budgets['steps'], budgets['restarts'], budgets['targets'],
             budgets['target_restarts'], ', '.join(str(t) for t in TEMPERATURES),
-            budgets['queries'], robustness.CHECKS['convergence_points']), '']
+            budgets['queries'], robustness.CHECKS['convergence_points'],
+            'checked by this run' if settings.get('convergence') else
+            'not checked by this run: robustness_eval.py --convergence checks it'), '']
     if settings['test_images'] != 10000:
         lines += ['**Only the first %d test images.**' % settings['test_images'], '']
     if document.get('pending'):
@@ -235,18 +240,20 @@ def markdown(document):
             else:
                 unbounded = '—'
             conv = result['convergence']
+            converged = 'not checked' if conv is None else '%s (%+.2f)' % (
+                'yes' if conv['converged'] else '**did not converge**', conv['change_points'])
             cells = [label, _cell(acc['clean'])] + [
                 _cell(acc.get(c)) + (' ᶜ' if c not in robustness.THESIS_COLUMNS
                                      and c in acc else '') for c in columns] + [
                 '**%s**' % _cell(acc['worst_case']), unbounded,
-                '%s (%+.2f)' % ('yes' if conv['converged'] else '**did not converge**',
-                               conv['change_points']),
+                converged,
                 '**flagged**' if checks['gradient_masking']['flag'] else 'no',
                 '%.2f' % result['zero_gradient_percent']['squared_distance']]
             lines.append('| ' + ' | '.join(cells) + ' |')
         lines += ['', 'ᶜ cumulative: robust accuracy after this attack and every column before '
                   'it (the robust-only schedule: each attack runs on the images still robust; '
-                  "in 'batch' mode, on the batches of 200 with an image still robust).", '',
+                  "in 'batch' mode, on the batches of 200 with an image still robust). "
+                  '— : the column does not run on this network (its checks below say why).', '',
                   'Checks (curve and convergence on the first %d images):' % min(
                       settings['subset'], settings['test_images']), '']
         for label, record in networks.items():
@@ -258,11 +265,14 @@ def markdown(document):
             lines.append('- **%s**%s: %s' % (label, same, '; '.join(
                 '%s — %s' % (name.replace('_', ' '), _verdict(check))
                 for name, check in result['checks'].items())))
-            if not result['convergence']['converged']:
+            for key, why in (result.get('not_applicable') or {}).items():
+                lines.append('  - — %s: not run (%s)' % (robustness.COLUMNS[key].label, why))
+            if result['convergence'] and not result['convergence']['converged']:
                 lines.append('  - **did not converge**: its worst case is an upper bound '
                              'that more steps, restarts, targets or queries still lower.')
             if result.get('seconds_by_column'):
-                lines.append('  - seconds per attack (main table, curve and convergence): '
+                lines.append('  - seconds per attack (main table, curve%s): ' % (
+                    ' and convergence' if result['convergence'] else '')
                              + ', '.join('%s %.0f' % kv
                                          for kv in result['seconds_by_column'].items()))
         lines.append('')
@@ -276,10 +286,9 @@ def markdown(document):
     prov = document['provenance']
     reused = ''
     if prov.get('cached_results_read'):
-        reused = ('; %d of %d per-image results read from the cache of an earlier run with the '
-                  'same attack code, weights and settings' % (
-                      prov['cached_results_read'],
-                      prov['cached_results_read'] + prov['results_computed']))
+        reused = ('; %d per-image results read from the cache of an earlier run with the '
+                  'same attack code, weights and settings, %d computed' % (
+                      prov['cached_results_read'], prov['results_computed']))
     lines += ['Figure: `accuracy_vs_epsilon.png`. Made by: `%s` at commit `%s`, on %s, %s '
               '(%.0f s%s).' % (prov['command'], prov['commit'], prov['device'], prov['date'],
                                prov['wall_time_s'], reused), '']

@@ -24,6 +24,7 @@ from friendly.defaults import TEMPERATURES
 from friendly.functions.cuda_sigmoid import with_cuda_sigmoid
 
 KINDS = ('cuda', 'float64', 'tempered')
+SIGMOIDS = ('sigmoid', 'elastic_sigmoid')   # the activations the surrogates change
 
 
 def float64_copy(net):
@@ -50,9 +51,19 @@ def tempered_copy(net, temperature):
     if temperature <= 0:
         raise ValueError('a temperature must be positive, not %r' % (temperature,))
     copy = float64_copy(net)
-    if net.config.activation in ('sigmoid', 'elastic_sigmoid'):
+    if net.config.activation in SIGMOIDS:
         copy.temperature = float(temperature)
     return copy
+
+
+def changes(net, kind):
+    """Whether the surrogates of `kind` compute something the network and its float64 copy do
+    not: 'cuda' and 'tempered' change only the sigmoids, so on a network without any (A) the
+    first would be the network itself and the second its float64 copy three times over, i.e.
+    only more random starts of columns that run anyway."""
+    if kind not in KINDS:
+        raise ValueError('unknown surrogate %r; choose one of %s' % (kind, ', '.join(KINDS)))
+    return kind == 'float64' or net.config.activation in SIGMOIDS
 
 
 def make(net, kind):

@@ -5,6 +5,7 @@ every attack on every image, the integer-pixel contract, and budgets by name onl
 networks only (no MNIST, no training): fast and deterministic."""
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -499,6 +500,72 @@ def test_convergence_doubles_every_budget_at_every_epsilon():
     assert moves[1]['run'] and 'eps 10' in result['checks']['converged']['detail']
 
 
+def test_the_convergence_check_runs_only_when_asked_and_changes_no_other_result():
+    victim, source = random_network('S', 5), random_network('S', 6)
+    x = synthetic_images(200, 9)
+    t = predicted(victim, x).astype(np.int32)
+    columns = ['white_box_fgsm', 'black_box_fgsm', 'apgd', 'square']
+    results = {}
+    for convergence in (False, True):
+        evaluator = robustness.Evaluator(source, CPU, BUDGETS_SMALL, chunk=200,
+                                         log=lambda _: None)
+        results[convergence] = robustness.evaluate_network(
+            evaluator, victim, 'S', x, t, 'running', 20, columns, (0, 10, 20), 200,
+            convergence=convergence)
+    unchecked, checked = results[False], results[True]
+    assert unchecked['convergence'] is None and checked['convergence']['by_epsilon']
+    assert unchecked['checks']['converged'] == {
+        'ok': None, 'detail': 'not checked (robustness_eval.py --convergence checks it)'}
+    assert 'convergence' not in unchecked['seconds_by_phase']
+    for key in ('accuracy', 'curve', 'broken_by'):
+        assert unchecked[key] == checked[key], key
+
+
+def test_surrogate_columns_that_would_repeat_the_network_do_not_run():
+    """A has no sigmoid: its CUDA-sigmoid surrogate would be A itself and each tempered one its
+    float64 copy, so those columns are left out (said why); the float64 one runs."""
+    angular = build_network('A')
+    assert surrogates.changes(build_network('S'), 'cuda')
+    assert surrogates.changes(build_network('GMRES'), 'tempered')
+    assert not surrogates.changes(angular, 'cuda')
+    assert not surrogates.changes(angular, 'tempered')
+    assert surrogates.changes(angular, 'float64')
+    with pytest.raises(ValueError, match='unknown surrogate'):
+        surrogates.changes(angular, 'float16')
+    columns = ['white_box_fgsm', 'black_box_fgsm', 'apgd', 'apgd_soft', 'apgd_cuda',
+               'apgd_t_cuda', 'apgd_f64']
+    run, left_out = robustness.applicable(columns, angular)
+    assert run == ['white_box_fgsm', 'black_box_fgsm', 'apgd', 'apgd_f64']
+    assert set(left_out) == {'apgd_soft', 'apgd_cuda', 'apgd_t_cuda'}
+    assert 'the network itself' in left_out['apgd_cuda']
+    assert 'float64 copy' in left_out['apgd_soft']
+    assert robustness.applicable(columns, build_network('S')) == (columns, {})
+    victim = angular
+    x = synthetic_images(200, 9)
+    t = predicted(victim, x).astype(np.int32)
+    evaluator = robustness.Evaluator(random_network('S', 6), CPU, BUDGETS_SMALL, chunk=200,
+                                     log=lambda _: None)
+    result = robustness.evaluate_network(evaluator, victim, 'A', x, t, 'running', 20, columns,
+                                         (0, 20), 200, convergence=False)
+    assert result['not_applicable'] == left_out
+    assert set(result['accuracy']) == {'clean', 'worst_case'} | set(run)
+    assert set(result['seconds_by_column']) == set(run)
+
+
+def test_the_code_digest_covers_the_custom_functions(tmp_path, monkeypatch):
+    """A change to friendly/functions/ (whose arithmetic the attacks differentiate) makes
+    every cached result stale."""
+    from friendly.functions import cuda_sigmoid
+    folder = os.path.dirname(cuda_sigmoid.__file__)
+    copy = tmp_path / 'functions'
+    shutil.copytree(folder, str(copy), ignore=shutil.ignore_patterns('__pycache__'))
+    monkeypatch.setattr(cuda_sigmoid, '__file__', str(copy / 'cuda_sigmoid.py'))
+    same = robustness.code_version()
+    with open(str(copy / 'angular.py'), 'a') as f:
+        f.write('\n')
+    assert robustness.code_version() != same
+
+
 # ---------------------------------------------------------------------------------------------
 # The contract: integer pixels in [0, 255] in the eps-ball; reproducible; `only`
 
@@ -620,9 +687,10 @@ def test_budgets_live_in_the_defaults_and_the_evaluator_rejects_unknown_ones():
                 inspect.signature(run).parameters, (key, name)
 
 
-def test_bench_attacks_reports_the_seconds_of_every_attack(monkeypatch):
+@pytest.mark.parametrize('convergence', [False, True])
+def test_bench_attacks_reports_the_seconds_of_every_attack(monkeypatch, convergence):
     """The benchmark's evaluation (budgets made tiny): a row per network and mode, and every
-    attack's seconds."""
+    attack's seconds; the convergence check's only when asked for, as robustness_eval's."""
     from argparse import Namespace
     from friendly import weights
     from friendly.benchmarks import bench_attacks
@@ -630,12 +698,16 @@ def test_bench_attacks_reports_the_seconds_of_every_attack(monkeypatch):
     monkeypatch.setattr(bench_attacks, 'CURVE_EPSILONS', (0, 10, 255))
     monkeypatch.setattr(weights, 'load_stored',
                         lambda *_: (random_network('S', 5), {'sha256': 'victim'}))
+    checked, check = [], robustness.check_convergence
+    monkeypatch.setattr(robustness, 'check_convergence',
+                        lambda *a: checked.append(1) or check(*a))
     x = synthetic_images(200, 13)
     t = predicted(random_network('S', 5), x).astype(np.int32)
     lines = bench_attacks.evaluation(Namespace(networks=['S'], queries=20, store='store',
-                                               protocol='thesis'),
+                                               protocol='thesis', convergence=convergence),
                                      CPU, random_network('S', 6), {'sha256': 'source'}, x, t)
     assert any(line.startswith('| S | both | ') for line in lines)
+    assert bool(checked) == convergence
     timed = next(line for line in lines if line.startswith('- S, both: '))
     for key in robustness.COLUMNS:
         assert re.search(r'\b%s [\d.]+' % key, timed), key

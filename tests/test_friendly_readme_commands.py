@@ -359,12 +359,13 @@ def test_robustness_eval(env, tmp_path):
     assert (tmp_path / 'runs' / 'friendly' / 'robustness' / 'robustness.md').exists()
 
 
-@covers('python friendly/robustness_eval.py --jobs 2 --queries 5000 --results '
+@covers('python friendly/robustness_eval.py --jobs 2 --convergence --results '
         'results/robustness')
 def test_robustness_record(env, tmp_path):
     """The record's command, in a scratch folder (so `results` is not the repository's), with
     `--networks S RS --test-subset 200 --subset 200 --steps 4 --queries 30 --epsilons 0 77`
-    (the whole record takes hours): a complete record of both, made by two workers."""
+    (the whole record takes hours): a complete record of both, made by two workers, with the
+    convergence check's verdicts."""
     scratch = tmp_path / 'scratch'
     scratch.mkdir()
     os.symlink(os.path.join(ROOT, 'friendly'), scratch / 'friendly')
@@ -374,7 +375,11 @@ def test_robustness_record(env, tmp_path):
     assert status == 0, err
     record = json.loads((scratch / 'results' / 'robustness' / 'robustness.json').read_text())
     assert list(record['networks']) == ['S', 'RS'] and record['pending'] == []
-    assert record['settings']['budgets']['queries'] == 30
+    assert record['settings']['budgets']['queries'] == 30 and record['settings']['convergence']
+    for network in record['networks'].values():
+        for result in network['modes'].values():
+            assert result['convergence']['by_epsilon']
+            assert result['checks']['converged']['ok'] is not None
 
 
 @covers('python friendly/benchmarks/bench_attacks.py')
