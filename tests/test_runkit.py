@@ -248,9 +248,6 @@ def test_records_say_in_their_first_line_when_made_from_uncommitted_changes(reco
     with open(os.path.join(ROOT, 'results', record + '.json' if record == 'tables'
                            else os.path.join('robustness', 'robustness.json'))) as f:
         document = json.load(f)
-    if record == 'robustness':   # the committed record predates the targeted attacks' budgets
-        document['settings']['budgets'].setdefault('targets', 3)
-        document['settings']['budgets'].setdefault('target_restarts', 1)
     for commit, flagged in (('abc', False), ('abc+dirty', True)):
         document['provenance']['commit'] = commit
         text = (tables.markdown(document['networks'], 'note', document['provenance'])
