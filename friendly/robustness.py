@@ -214,11 +214,13 @@ class Evaluator:
     queries; the others keep their defaults; an unknown name is a TypeError); `chunk`: images
     handed to an attack at once (a multiple of the evaluation batch, 200: in 'batch' mode each
     200 keep their own statistics); the thesis's FGSM always runs on the batches of 200, as
-    Table 3.2 did.
+    Table 3.2 did. `begin` (0 <= begin < 1): where in the images the source's examples are
+    made first, going round from there; evaluators that run at once on one cache begin at
+    different places, and each reads what the others made (robustness_eval.py --jobs).
     """
 
     def __init__(self, source, device, budgets, seed=0, cache=None, chunk=1000,
-                 source_id='source', log=print, columns=COLUMNS):
+                 source_id='source', log=print, columns=COLUMNS, begin=0.0):
         if chunk % EVAL_BATCH:
             raise ValueError('chunk must be a multiple of %d' % EVAL_BATCH)
         unknown = sorted(set(budgets) - set(EVALUATION))
@@ -234,7 +236,12 @@ class Evaluator:
         self.source_id = source_id
         self.log = log
         self.columns = columns
-        self._made_on_source = {}   # transferred examples: the same for every victim
+        # examples made on the source are the same for every victim: made once, kept here and
+        # on disk beside the per-image results, where evaluators in other processes read them
+        self._made_on_source = {}
+        self.source_examples = Cache(self.cache.folder and os.path.join(self.cache.folder,
+                                                                        'source'))
+        self.begin = begin
         self._surrogates = {}
         self.code = code_version()
         self.seconds = collections.Counter()   # per column: time spent attacking and scoring
@@ -290,15 +297,18 @@ class Evaluator:
         if todo.any():
             begun = time.time()
             size = EVAL_BATCH if column.attack == 'fgsm' else self.chunk
-            for start in range(0, len(x), size):
+            starts = list(range(0, len(x), size))
+            if column.on == 'source':
+                turn = int(self.begin * len(starts))
+                starts = starts[turn:] + starts[:turn]
+            for start in starts:
                 part = todo[start:start + size]
                 if not part.any():
                     continue
                 xb = self.device.send(x[start:start + size])
                 tb = self.device.send(t[start:start + size])
                 adv = self._examples(key, column, maker, xb, tb, epsilon, bn_mode, budget,
-                                     start, remember=column.on == 'source' and not modal,
-                                     only=None if part.all() or not partial else part)
+                                     start, only=None if part.all() or not partial else part)
                 right = score(victim, adv, tb, bn_mode)
                 status[start:start + len(xb)][part] = right[part]
             self.cache.put(cache_key, status)
@@ -314,11 +324,26 @@ class Evaluator:
             right[key] = self.correct(key, victim, victim_id, x, t, epsilon, bn_mode)
         return {key: percent(values) for key, values in right.items()}
 
-    def _examples(self, key, column, maker, xb, tb, epsilon, bn_mode, budget, start, remember,
+    def _examples(self, key, column, maker, xb, tb, epsilon, bn_mode, budget, start,
                   only=None):
-        memo = (key, int(epsilon), start, len(xb), json.dumps(budget, sort_keys=True))
-        if remember and memo in self._made_on_source:
-            return self._made_on_source[memo]
+        """The column's adversarial examples of the images xb (the test images from `start`
+        on). Those made on the source (always of every image: `only` is for the victim's)
+        are made once per run: kept in memory and in the cache, whoever made them."""
+        on_source = column.on == 'source'
+        if on_source:
+            made_key = {'column': key, 'attack': column.attack, 'source': self.source_id,
+                        'epsilon': int(epsilon),
+                        'bn_mode': bn_mode if depends_on_mode(maker) else 'any',
+                        'budget': budget, 'options': column.options,
+                        'surrogate': column.surrogate, 'seed': self.seed, 'start': start,
+                        'images': len(xb), 'code': self.code}
+            memo = json.dumps(made_key, sort_keys=True)
+            if memo not in self._made_on_source:
+                found = self.source_examples.get(made_key)
+                if found is not None and found.shape == xb.shape:
+                    self._made_on_source[memo] = self.device.send(found)
+            if memo in self._made_on_source:
+                return self._made_on_source[memo]
         options = dict(budget, **column.options)
         options['rng'] = attacks.attack_rng(self.seed, key, start, epsilon)
         if attacks.takes(column.attack, 'group'):
@@ -328,8 +353,9 @@ class Evaluator:
         if only is not None:
             options['only'] = self.device.send(only)
         adv = attacks.ATTACKS[column.attack](maker, xb, tb, int(epsilon), bn_mode, **options)
-        if remember:
+        if on_source:
             self._made_on_source[memo] = adv
+            self.source_examples.put(made_key, chainer.backend.CpuDevice().send(adv))
         return adv
 
 

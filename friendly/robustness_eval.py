@@ -191,32 +191,36 @@ def evaluate_parts(args, parts, earlier, commit):
         # share of the cores
         with ending_pool(min(args.jobs, len(parts)), worker_signals, 'spawn',
                          share_cores=True) as pool:
-            yield from pool.imap_unordered(
-                evaluate_part, [(args, part, earlier, commit) for part in parts])
+            # the parts that start together begin making the source's examples at different
+            # images (Evaluator's begin), each reading the others' from the cache
+            yield from pool.imap_unordered(evaluate_part, [
+                (args, part, earlier, commit, i % args.jobs / args.jobs)
+                for i, part in enumerate(parts)])
     else:
         evaluator = make_evaluator(args)   # one for all: examples made on the source are kept
         for part in parts:
-            yield evaluate_part((args, part, earlier, commit), evaluator)
+            yield evaluate_part((args, part, earlier, commit, 0), evaluator)
 
 
-def make_evaluator(args, prefix=''):
-    """The evaluator of a run; `prefix` starts each line it logs."""
+def make_evaluator(args, prefix='', begin=0):
+    """The evaluator of a run; `prefix` starts each line it logs; `begin`: Evaluator's."""
     device = get_device(args.device)
     source, source_entry = load_source(args, device)
     cache = robustness.Cache(None if args.no_cache else os.path.join(args.out, 'cache'))
     return robustness.Evaluator(source, device, budgets_of(args), args.seed, cache,
                                 args.chunk, source_id=source_entry['sha256'],
-                                log=lambda line: print(prefix + line, flush=True))
+                                log=lambda line: print(prefix + line, flush=True),
+                                begin=begin)
 
 
 def evaluate_part(job, evaluator=None):
     """(part, networks, skipped, cache hits, results computed) of robustness_record.evaluate_store
     for one part (victims, test modes) of the evaluation. Without an `evaluator` (a worker of
     --jobs N) each line logged names the part, as the workers' lines interleave."""
-    args, part, earlier, commit = job
+    args, part, earlier, commit, begin = job
     names, modes = part
     evaluator = evaluator or make_evaluator(
-        args, '[%s] ' % ' '.join(names + (modes if len(modes) == 1 else [])))
+        args, '[%s] ' % ' '.join(names + (modes if len(modes) == 1 else [])), begin)
     hits, computed = evaluator.cache.hits, evaluator.computed
     x_all, t_all = mnist.test_set(args.test_subset, args.mnist_dir)
     networks, skipped = robustness_record.evaluate_store(

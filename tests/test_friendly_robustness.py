@@ -282,6 +282,39 @@ def test_evaluator_results_depend_on_the_seed_and_image_only(trained):
         assert np.array_equal(whole[key][:200], part[key])
 
 
+def test_examples_made_on_the_source_are_made_once_per_run(trained, tmp_path, monkeypatch):
+    """The transfer column's examples are the same for every victim and test mode: one
+    evaluator makes them once; another on the same cache (a --jobs worker) reads them, even
+    beginning at other images; without the cache it makes them again, to the same verdicts."""
+    nets, x, t = trained
+    made = []
+    apgd = attacks.ATTACKS['apgd']
+
+    def counted(net, *args, **options):
+        made.append(net is nets['source'])
+        return apgd(net, *args, **options)
+    monkeypatch.setitem(attacks.ATTACKS, 'apgd', counted)
+
+    def verdicts(cache, begin):
+        evaluator = robustness.Evaluator(nets['source'], _cpu(), {'steps': 5}, chunk=200,
+                                         cache=cache, log=lambda _: None, begin=begin)
+        return [evaluator.correct('transfer', nets[name], name, x, t, 26, mode)
+                for name, mode in (('RS', 'batch'), ('RS', 'running'), ('S', 'batch'))]
+    first = verdicts(robustness.Cache(str(tmp_path)), 0)
+    assert made == [True, True]            # two chunks of 200, once for all three
+    assert len(list((tmp_path / 'source').glob('*.npy'))) == 2
+    again = verdicts(robustness.Cache(str(tmp_path / 'other')), 0.5)
+    assert made == [True] * 4              # another cache: made again
+    del made[:]
+    (tmp_path / 'examples').mkdir()   # the first cache's examples, without its verdicts
+    os.replace(tmp_path / 'source', tmp_path / 'examples' / 'source')
+    read = verdicts(robustness.Cache(str(tmp_path / 'examples')), 0.5)
+    assert made == []
+    for one, other, third in zip(first, again, read):
+        assert np.array_equal(one, other) and np.array_equal(one, third)
+    assert not first[0].all()              # the column did break some images
+
+
 def test_worst_case_counts_an_image_only_if_it_survives_everything():
     correct = {'clean': np.array([1, 1, 1, 0, 1], bool), 'a': np.array([1, 0, 1, 1, 1], bool),
                'b': np.array([1, 1, 0, 1, 1], bool)}
@@ -421,11 +454,12 @@ def test_robustness_eval_end_to_end(tmp_path, mnist_folder):
 
 def test_robustness_eval_with_jobs_or_resumed_is_the_one_process_record(
         tmp_path, mnist_folder, monkeypatch):
-    """--jobs 2 hands out RS per test mode and S whole, the dearest first; a run stopped after
+    """--jobs 2 hands out RS per test mode and S whole, the dearest first, the parts that
+    start together making the source's examples from different images; a run stopped after
     its first part leaves that part in the record, and the same command completes it from
     there on an empty cache. Both records hold the numbers of one uninterrupted process."""
     assert robustness_record.parts(['S', 'RS'], ['batch', 'running'], 2) == [
-        (['RS'], ['batch']), (['RS'], ['running']), (['S'], ['batch', 'running'])]
+        (['RS'], ['batch']), (['S'], ['batch', 'running']), (['RS'], ['running'])]
     assert robustness_record.parts(['S', 'RS'], ['batch'], 1) == [(['S'], ['batch']),
                                                                   (['RS'], ['batch'])]
     store = tmp_path / 'store'
