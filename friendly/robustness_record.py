@@ -273,8 +273,10 @@ def markdown(document):
                 lines.append('  - **did not converge**: its worst case is an upper bound '
                              'that more steps, restarts, targets or queries still lower.')
             if result.get('seconds_by_column'):
-                lines.append('  - seconds per attack (main table, curve%s): ' % (
-                    ' and convergence' if result['convergence'] else '')
+                lines.append('  - seconds per attack (main table, curve%s; the '
+                             "source's examples are made once for all and counted where "
+                             'they were made): ' % (
+                                 ' and convergence' if result['convergence'] else '')
                              + ', '.join('%s %.0f' % kv
                                          for kv in result['seconds_by_column'].items()))
         lines.append('')
