@@ -2,6 +2,7 @@
 import argparse
 import contextlib
 import multiprocessing
+import multiprocessing.util
 import os
 import signal
 import sys
@@ -24,9 +25,13 @@ _interrupted = False   # a Ctrl-C or SIGTERM has reached run_main's process
 
 def _on_sigterm(signum, frame):
     """SIGTERM is Ctrl-C in the process that runs run_main and a quiet exit in its workers;
-    either way every `finally` (atomic writes' temporary files) runs."""
+    either way every `finally` (atomic writes' temporary files) runs. A worker already in
+    multiprocessing's own exit (its finalizers) is left to finish it: an exit raised there
+    would only print a traceback of an ignored exception."""
     if os.getpid() == _main_pid:
         _on_interrupt(signum, frame)
+    if multiprocessing.util.is_exiting():
+        return
     sys.exit(128 + signum)
 
 

@@ -186,6 +186,18 @@ def test_the_workers_of_a_pool_stop_quietly():
     assert (done.returncode, done.stdout, done.stderr) == (0, '[1, 2]\n', '')
 
 
+def test_a_worker_already_exiting_lets_its_exit_finish(monkeypatch):
+    # the pool's SIGTERM can reach a worker inside multiprocessing's exit finalizers (seen
+    # once in CI, Python 3.13): exiting there again would print an ignored SystemExit
+    import multiprocessing.util
+    monkeypatch.setattr(cli, '_main_pid', os.getpid() + 1)   # this process is a worker
+    with pytest.raises(SystemExit) as stopped:
+        cli._on_sigterm(signal.SIGTERM, None)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    monkeypatch.setattr(multiprocessing.util, '_exiting', True)
+    assert cli._on_sigterm(signal.SIGTERM, None) is None
+
+
 HELPER_POOLS = """
 import multiprocessing
 import numpy
